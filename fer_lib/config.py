@@ -1,0 +1,284 @@
+"""Typed configuration for fer_lib: one nested dataclass tree, saved as JSON beside every checkpoint.
+
+This is the only config system. Everything a run depends on is a field here:
+
+    ModelConfig
+      input:      InputConfig       what a clip becomes (sample rate, window, frames, image size, mean/std)
+      audio:      AudioConfig       log-mel + FastConformer (Parakeet) encoder + segment attention pooling
+      visual:     VisualConfig      SigLIP/SigLIP2 tower + ROI token compression + temporal encoder
+      fusion:     FusionConfig      gated modality projection + LFM2 backbone
+      classifier: ClassifierConfig  temporal pooling over segments + MLP head
+
+    PreprocessConfig  how raw mp4 files become the per-clip cache (shares InputConfig's fields)
+    TrainConfig       optimisation, early stopping, logging (the training command's flags)
+
+Presets (`get_preset`) fill these trees:
+    tiny         all backbones random-init from small configs: CPU, tests, CI and the local demo
+    lightweight  pretrained SigLIP2 + pretrained FastConformer (both frozen), small random-init LFM2
+    full         as lightweight, with the pretrained LFM2-700M backbone
+
+A backbone is loaded from `*_id` (a hub id or a local directory with the same files) when it is set,
+and built with random weights from `*_config` (keyword arguments of the transformers config class)
+when `*_id` is None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from fer_lib import EMOTIONS
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message is one line a person can act on."""
+
+
+@dataclass
+class InputConfig:
+    """What one clip becomes before any model sees it. Shared by preprocessing and the model."""
+
+    sample_rate: int = 16000
+    clip_seconds: float = 3.0
+    num_frames: int = 16  # frames sampled uniformly in the clip window
+    image_size: int = 224  # face crop side, pixels
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # SigLIP normalisation
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    num_segments: int = 8  # both branches are pooled into this many time-aligned segments
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+
+@dataclass
+class AudioConfig:
+    encoder_id: Optional[str] = None  # e.g. "nvidia/parakeet-ctc-0.6b" (a CTC model: its encoder is used)
+    encoder_config: dict[str, Any] = field(default_factory=dict)  # ParakeetEncoderConfig kwargs when encoder_id is None
+    num_mel_bins: int = 80
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms at 16 kHz
+    hop_length: int = 160  # 10 ms at 16 kHz
+    output_dim: int = 512
+    pool_heads: int = 4
+    dropout: float = 0.1
+    freeze_encoder: bool = True
+
+
+@dataclass
+class VisualConfig:
+    encoder_id: Optional[str] = None  # e.g. "google/siglip2-base-patch16-224" (SigLIP or SigLIP2: its vision tower is used)
+    encoder_config: dict[str, Any] = field(default_factory=dict)  # SiglipVisionConfig kwargs when encoder_id is None
+    roi_tokens: int = 68  # 196 patch tokens -> this many per frame, guided by landmarks
+    temporal_conv_layers: int = 2  # gated short-convolution blocks (GSCB)
+    temporal_conv_kernel: int = 3
+    temporal_attention_layers: int = 1
+    temporal_heads: int = 8
+    output_dim: Optional[int] = None  # None: the tower's width
+    dropout: float = 0.1
+    freeze_encoder: bool = True
+
+
+@dataclass
+class FusionConfig:
+    backbone_id: Optional[str] = None  # e.g. "LiquidAI/LFM2-700M" (a causal LM: its base model is used)
+    backbone_config: dict[str, Any] = field(default_factory=dict)  # Lfm2Config kwargs when backbone_id is None
+    output_dim: int = 512
+    modality_dropout: float = 0.0  # training only: probability of dropping one whole modality per sample
+    freeze_backbone: bool = False
+
+
+@dataclass
+class ClassifierConfig:
+    pooling: str = "attention"  # mean | max | attention | last
+    hidden_dims: tuple[int, ...] = (256,)
+    dropout: float = 0.2
+    num_classes: int = len(EMOTIONS)
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"
+    input: InputConfig = field(default_factory=InputConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def validate(self) -> "ModelConfig":
+        """Raise ConfigError with a one-line reason for a value that cannot work."""
+        if self.classifier.pooling not in POOLINGS:
+            raise ConfigError(f"classifier.pooling must be one of {POOLINGS}, got {self.classifier.pooling!r}")
+        if self.input.num_frames % self.input.num_segments:
+            raise ConfigError(
+                f"input.num_frames ({self.input.num_frames}) must be a multiple of "
+                f"input.num_segments ({self.input.num_segments})"
+            )
+        if not 0.0 <= self.fusion.modality_dropout < 1.0:
+            raise ConfigError(f"fusion.modality_dropout must be in [0, 1), got {self.fusion.modality_dropout}")
+        if self.input.clip_seconds <= 0 or self.input.sample_rate <= 0:
+            raise ConfigError("input.clip_seconds and input.sample_rate must be positive")
+        return self
+
+
+POOLINGS = ("mean", "max", "attention", "last")
+MODALITIES = ("audio", "visual")
+MODALITY_FLAGS = {"av": ("audio", "visual"), "a": ("audio",), "v": ("visual",)}
+
+
+@dataclass
+class PreprocessConfig:
+    """How a raw clip becomes one cache file. Any change here invalidates an existing cache."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    detect_max_side: int = 320  # faces are found on frames downscaled to this longest side
+    face_margin: float = 0.25  # crop = face box grown by this fraction on each side
+    box_smoothing: float = 0.6  # exponential smoothing of the face box over time (0 = none)
+    include_song: bool = False
+    modalities: tuple[str, ...] = ("01",)  # RAVDESS modality codes kept: 01 = audio+video
+
+
+@dataclass
+class TrainConfig:
+    """The training command's flags (mirrors the original script) plus what the loop needs."""
+
+    batch_size: int = 8
+    grad_accum_steps: int = 2
+    max_epochs: int = 50
+    lr: float = 1e-4  # heads and fusion
+    backbone_lr: float = 1e-5  # any unfrozen pretrained encoder or backbone
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    early_stopping_patience: int = 15
+    early_stopping_metric: str = "macro_f1"  # macro_f1 | uar
+    modalities: str = "av"  # av | a | v
+    fold: Optional[int] = None  # None: the fixed actor split; k: the k-th actor fold
+    seed: int = 42
+    num_workers: Optional[int] = None  # None: a sensible default for the machine
+    use_wandb: bool = False
+    wandb_project: str = "fer_lib"
+    embedding_cache: bool = True  # cache frozen-encoder outputs when augmentation is off for that branch
+    augment: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------
+
+PRESETS = ("tiny", "lightweight", "full")
+
+SIGLIP2_ID = "google/siglip2-base-patch16-224"
+PARAKEET_ID = "nvidia/parakeet-ctc-0.6b"
+LFM2_ID = "LiquidAI/LFM2-700M"
+
+# Small random-init backbones: big enough to learn the synthetic cues, small enough for a CPU.
+TINY_AUDIO_ENCODER = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+    num_mel_bins=80, subsampling_conv_channels=32, conv_kernel_size=9, layerdrop=0.0,
+    dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+)
+TINY_VISUAL_ENCODER = dict(
+    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+    image_size=224, patch_size=16, num_channels=3,
+)
+SMALL_LFM2 = dict(
+    hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
+    num_key_value_heads=4, vocab_size=32, max_position_embeddings=512,
+    layer_types=["conv", "full_attention", "conv", "full_attention"],
+)
+TINY_LFM2 = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, vocab_size=32, max_position_embeddings=64,
+    layer_types=["conv", "full_attention"],
+)
+
+
+def get_preset(name: str) -> ModelConfig:
+    """The ModelConfig of a named preset (tiny | lightweight | full)."""
+    if name == "tiny":
+        return ModelConfig(
+            preset="tiny",
+            audio=AudioConfig(encoder_config=dict(TINY_AUDIO_ENCODER), output_dim=64, freeze_encoder=False),
+            visual=VisualConfig(encoder_config=dict(TINY_VISUAL_ENCODER), temporal_heads=4, freeze_encoder=False),
+            fusion=FusionConfig(backbone_config=dict(TINY_LFM2), output_dim=64),
+            classifier=ClassifierConfig(hidden_dims=(64,), dropout=0.1),
+        )
+    if name == "lightweight":
+        return ModelConfig(
+            preset="lightweight",
+            audio=AudioConfig(encoder_id=PARAKEET_ID),
+            visual=VisualConfig(encoder_id=SIGLIP2_ID),
+            fusion=FusionConfig(backbone_config=dict(SMALL_LFM2)),
+        )
+    if name == "full":
+        return ModelConfig(
+            preset="full",
+            audio=AudioConfig(encoder_id=PARAKEET_ID),
+            visual=VisualConfig(encoder_id=SIGLIP2_ID),
+            fusion=FusionConfig(backbone_id=LFM2_ID),
+        )
+    raise ConfigError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+# --------------------------------------------------------------------------------------------
+# (De)serialisation: plain JSON, strict about unknown keys so a wrong file fails loudly
+# --------------------------------------------------------------------------------------------
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, data: dict):
+    """Build dataclass `cls` from a (nested) dict; unknown keys raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = _NESTED.get((cls, name))
+        if ftype is not None:
+            value = from_dict(ftype, value)
+        elif isinstance(value, list) and name in _TUPLE_FIELDS:
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def save_json(cfg, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def load_json(cls, path: str | Path):
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
+    return from_dict(cls, data)
+
+
+_NESTED = {
+    (ModelConfig, "input"): InputConfig,
+    (ModelConfig, "audio"): AudioConfig,
+    (ModelConfig, "visual"): VisualConfig,
+    (ModelConfig, "fusion"): FusionConfig,
+    (ModelConfig, "classifier"): ClassifierConfig,
+    (PreprocessConfig, "input"): InputConfig,
+}
+_TUPLE_FIELDS = {"image_mean", "image_std", "hidden_dims", "modalities"}

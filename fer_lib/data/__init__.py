@@ -1,0 +1,1 @@
+"""RAVDESS data: file names, synthetic clips, index, preprocessing cache, splits, dataset."""
