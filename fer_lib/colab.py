@@ -1,0 +1,48 @@
+"""Google Colab glue, guarded so that every call is a harmless no-op outside Colab.
+
+Maintainers' advice this follows: `drive.mount` needs a person, so it is only called inside
+Colab; Drive writes land late, so training ends with `drive.flush_and_unmount()`; secrets come
+from `google.colab.userdata`, never from a prompt.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def mount_drive(mountpoint: str = "/content/drive") -> bool:
+    """Mount Google Drive inside Colab; returns False (and does nothing) anywhere else."""
+    if not in_colab():
+        return False
+    from google.colab import drive
+
+    if not (Path(mountpoint) / "MyDrive").is_dir():
+        drive.mount(mountpoint)
+    return True
+
+
+def flush_drive() -> bool:
+    """Make pending Drive writes land (end of training); no-op outside Colab."""
+    if not in_colab():
+        return False
+    from google.colab import drive
+
+    drive.flush_and_unmount()
+    return True
+
+
+def colab_secret(name: str) -> str | None:
+    """A Colab secret (e.g. WANDB_API_KEY), or None when absent or not in Colab. Never prompts."""
+    if not in_colab():
+        return None
+    try:
+        from google.colab import userdata
+
+        return userdata.get(name)
+    except Exception:  # SecretNotFoundError, NotebookAccessError: both mean "not available"
+        return None

@@ -1,0 +1,57 @@
+"""The Drive layout of `drive_layout.md`, in code: every path a notebook or command uses.
+
+One root holds everything (default `MyDrive/fer` on Google Drive; any local folder elsewhere).
+`local` is the runtime's fast disk that hot data is copied to (on Colab `/content/fer_local`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+COLAB_DRIVE_ROOT = Path("/content/drive/MyDrive/fer")
+COLAB_LOCAL_ROOT = Path("/content/fer_local")
+
+
+@dataclass(frozen=True)
+class DriveLayout:
+    root: Path
+    local: Path
+
+    @classmethod
+    def at(cls, root: str | Path, local: str | Path | None = None) -> "DriveLayout":
+        """The layout under `root`; hot copies go to `local` (default: `root/local`)."""
+        root = Path(root).expanduser()
+        return cls(root=root, local=Path(local).expanduser() if local else root / "local")
+
+    @property
+    def ravdess(self) -> Path:
+        return self.root / "ravdess"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "cache" / "preprocessed"
+
+    @property
+    def local_preprocessed(self) -> Path:
+        return self.local / "cache" / "preprocessed"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.local / "cache" / "embeddings"
+
+    def run(self, name: str) -> Path:
+        return self.root / "runs" / name
+
+    def cv(self, name: str) -> Path:
+        return self.root / "cv" / name
+
+    def predictions(self, video_name: str) -> Path:
+        return self.root / "predictions" / video_name
+
+    def create(self) -> "DriveLayout":
+        """Make the top-level folders (never touches what is already there)."""
+        for path in (self.ravdess, self.preprocessed, self.root / "runs", self.root / "cv",
+                     self.root / "predictions", self.local):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
