@@ -46,3 +46,31 @@ def colab_secret(name: str) -> str | None:
         return userdata.get(name)
     except Exception:  # SecretNotFoundError, NotebookAccessError: both mean "not available"
         return None
+
+
+def describe_runtime() -> dict:
+    """What a training run depends on: GPU, its memory, torch and CUDA versions."""
+    import torch
+    import transformers
+
+    info = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "cuda": torch.version.cuda, "gpu": None, "gpu_memory_gb": None, "in_colab": in_colab()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
+                    bf16=torch.cuda.is_bf16_supported())
+    return info
+
+
+def install_requirements() -> None:
+    """pip-install requirements-colab.txt once per runtime (never torch: see that file)."""
+    import hashlib
+    import subprocess
+
+    requirements = Path(__file__).resolve().parents[1] / "requirements-colab.txt"
+    stamp = Path("/tmp/fer_lib_requirements.sha256")
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+    stamp.write_text(digest)

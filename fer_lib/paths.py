@@ -55,3 +55,14 @@ class DriveLayout:
                      self.root / "predictions", self.local):
             path.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def default_layout(root: str | Path | None = None, local: str | Path | None = None) -> DriveLayout:
+    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given."""
+    from fer_lib.colab import in_colab
+
+    if root is None:
+        root = COLAB_DRIVE_ROOT if in_colab() else Path("demo_out")
+    if local is None and in_colab():
+        local = COLAB_LOCAL_ROOT
+    return DriveLayout.at(root, local)
