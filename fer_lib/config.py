@@ -138,6 +138,8 @@ class PreprocessConfig:
     detect_max_side: int = 320  # faces are found on frames downscaled to this longest side
     face_margin: float = 0.25  # crop = face box grown by this fraction on each side
     box_smoothing: float = 0.6  # exponential smoothing of the face box over time (0 = none)
+    min_face_size: int = 20  # MTCNN's smallest face, pixels on the downscaled detection frame
+    detect_keyframes: int = 3  # full MTCNN on this many of the T frames; O-net tracks the face on all T
     include_song: bool = False
     modalities: tuple[str, ...] = ("01",)  # RAVDESS modality codes kept: 01 = audio+video
 
@@ -162,8 +164,35 @@ class TrainConfig:
     num_workers: Optional[int] = None  # None: a sensible default for the machine
     use_wandb: bool = False
     wandb_project: str = "fer_lib"
-    embedding_cache: bool = True  # cache frozen-encoder outputs when augmentation is off for that branch
-    augment: bool = True
+    embedding_cache: bool = True  # cache frozen-encoder outputs; a cached branch is not augmented
+    augment: bool = True  # train-time augmentation of every branch that is not cached
+    checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps inside an epoch (0: epoch ends only)
+    resume_from: Optional[str] = None  # checkpoint folder the run started from (None: from scratch)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ConfigError with a one-line reason for a value that cannot work."""
+        for name in ("batch_size", "grad_accum_steps", "max_epochs", "early_stopping_patience"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("lr", "backbone_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.early_stopping_metric not in EARLY_STOPPING_METRICS:
+            raise ConfigError(
+                f"early_stopping_metric must be one of {EARLY_STOPPING_METRICS}, got {self.early_stopping_metric!r}"
+            )
+        if self.modalities not in MODALITY_FLAGS:
+            raise ConfigError(f"modalities must be one of {tuple(MODALITY_FLAGS)}, got {self.modalities!r}")
+        if self.fold is not None and (not isinstance(self.fold, int) or self.fold < 0):
+            raise ConfigError(f"fold must be a non-negative integer or None, got {self.fold!r}")
+        if self.checkpoint_every_steps < 0:
+            raise ConfigError(f"checkpoint_every_steps must be >= 0, got {self.checkpoint_every_steps}")
+        return self
+
+
+EARLY_STOPPING_METRICS = ("macro_f1", "uar")
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +204,29 @@ PRESETS = ("tiny", "lightweight", "full")
 SIGLIP2_ID = "google/siglip2-base-patch16-224"
 PARAKEET_ID = "nvidia/parakeet-ctc-0.6b"
 LFM2_ID = "LiquidAI/LFM2-700M"
+
+# The architectures behind those ids, as kwargs of the same config classes `*_config` uses
+# (SiglipVisionConfig, ParakeetEncoderConfig, Lfm2Config), so `build_model(cfg, random_init=True)`
+# builds the real shapes without a download (parameter tables, memory estimates).
+SIGLIP2_BASE_VISION = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    image_size=224, patch_size=16, num_channels=3, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6,
+)
+PARAKEET_CTC_0_6B_ENCODER = dict(
+    hidden_size=1024, num_hidden_layers=24, num_attention_heads=8, intermediate_size=4096,
+    num_mel_bins=80, subsampling_factor=8, subsampling_conv_channels=256, conv_kernel_size=9,
+)
+LFM2_700M = dict(
+    vocab_size=65536, hidden_size=1536, intermediate_size=10240, num_hidden_layers=16,
+    num_attention_heads=24, num_key_value_heads=8, max_position_embeddings=128000, norm_eps=1e-5,
+    conv_L_cache=3, block_auto_adjust_ff_dim=True, block_multiple_of=256, block_ffn_dim_multiplier=1.0,
+    full_attn_idxs=[2, 5, 8, 10, 12, 14],
+)
+PRETRAINED_ARCHITECTURES = {
+    SIGLIP2_ID: SIGLIP2_BASE_VISION,
+    PARAKEET_ID: PARAKEET_CTC_0_6B_ENCODER,
+    LFM2_ID: LFM2_700M,
+}
 
 # Small random-init backbones: big enough to learn the synthetic cues, small enough for a CPU.
 TINY_AUDIO_ENCODER = dict(

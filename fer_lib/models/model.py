@@ -1,0 +1,218 @@
+"""EmotionModel: audio branch + visual branch -> fusion -> classifier, and `build_model`, the way to make one.
+
+    batch["audio"]  (B, 48000)           --AudioBranch-->  audio_embeds  (B, 8, Da) --+
+                                                                                      +--FusionModule--> (B, 8, Df)
+    batch["frames"] (B, 16, 3, 224, 224) --VisualBranch--> visual_embeds (B, 8, Dv) --+
+    fused_embeds (B, 8, Df) --EmotionClassifier--> logits (B, 8 classes)
+
+One set of weights serves three modes (`modalities=`): audio-only, visual-only and both. A modality
+that is not requested is not computed at all; fusion puts its learned "missing" token in its place.
+In training, modality dropout does the same per sample, so the model learns all three modes at once.
+
+Each branch splits into `forward_features` (the pretrained encoder, usually frozen) and `forward_head`
+(everything learned on top). A batch may carry `audio_features` / `visual_features` precomputed by
+`forward_features` (the embedding cache); the encoder is then skipped.
+
+Three "branches" name the large pretrained modules that can be frozen and thawed: "audio_encoder"
+(Parakeet), "visual_encoder" (SigLIP) and "backbone" (LFM2). A frozen branch stays in eval mode when
+the model trains, so dropout or batch-norm statistics never change what it computes (and what the
+cache holds). A branch that is both pretrained and frozen can be re-made from its hub id, so
+`trainable_state_dict` leaves it out of checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.utils import ModelOutput
+
+from fer_lib.config import MODALITIES, ModelConfig
+from fer_lib.models.audio import AudioBranch
+from fer_lib.models.classifier import EmotionClassifier
+from fer_lib.models.fusion import FusionModule
+from fer_lib.models.pretrained import load_part
+from fer_lib.models.visual import VisualBranch
+
+BRANCHES = {"audio_encoder": "audio.encoder", "visual_encoder": "visual.tower", "backbone": "fusion.backbone"}
+
+
+class CheckpointMismatchError(ValueError):
+    """Saved weights do not fit the model built from the config; the message is one line."""
+
+
+@dataclass
+class EmotionModelOutput(ModelOutput):
+    """loss: cross-entropy when the batch has labels; logits (B, C); per-segment embeddings (B, S, D)
+    of each computed branch (None when not requested) and of the fusion."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    audio_embeds: Optional[torch.Tensor] = None
+    visual_embeds: Optional[torch.Tensor] = None
+    fused_embeds: Optional[torch.Tensor] = None
+
+
+class EmotionModel(nn.Module):
+    """Audio-visual emotion classifier over time-aligned segments. Build it with `build_model(cfg)`."""
+
+    def __init__(self, cfg: ModelConfig, audio_encoder: nn.Module, vision_tower: nn.Module, backbone: nn.Module):
+        super().__init__()
+        self.config = cfg
+        segments = cfg.input.num_segments
+        self.audio = AudioBranch(cfg.audio, audio_encoder, cfg.input.sample_rate, segments)
+        self.visual = VisualBranch(cfg.visual, vision_tower, cfg.input)
+        self.fusion = FusionModule(cfg.fusion, backbone, cfg.audio.output_dim, self.visual.output_dim, segments)
+        self.classifier = EmotionClassifier(cfg.classifier, cfg.fusion.output_dim)
+        self.frozen: set[str] = set()
+
+    def forward(self, batch: dict[str, torch.Tensor], modalities: Iterable[str] = MODALITIES) -> EmotionModelOutput:
+        """Classify a batch from the loader.
+
+        batch: "audio" (B, S) float and optional "audio_lengths" (B,) valid samples; "frames" (B, T, 3, H, W)
+        uint8 and optional "landmarks" (B, T, 5, 2) crop pixels; optional "label" (B,) for the loss; or,
+        instead of a raw input, "audio_features" / "visual_features" from `forward_features` (these win).
+        modalities: the branches to run, a non-empty subset of ("audio", "visual").
+        """
+        modalities = _check_modalities(modalities)
+        audio_embeds = self._audio_embeds(batch) if "audio" in modalities else None  # (B, S, Da)
+        visual_embeds = self._visual_embeds(batch) if "visual" in modalities else None  # (B, S, Dv)
+        audio_present, visual_present = self.modality_presence(audio_embeds, visual_embeds)  # (B,), (B,)
+        fused_embeds = self.fusion(audio_embeds, visual_embeds, audio_present, visual_present)  # (B, S, Df)
+        logits = self.classifier(fused_embeds)  # (B, C)
+
+        loss = None
+        if "label" in batch:
+            loss = F.cross_entropy(
+                logits.float(), batch["label"], label_smoothing=self.config.classifier.label_smoothing
+            )
+        return EmotionModelOutput(
+            loss=loss, logits=logits, audio_embeds=audio_embeds, visual_embeds=visual_embeds, fused_embeds=fused_embeds
+        )
+
+    def _audio_embeds(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        lengths = batch.get("audio_lengths")
+        if "audio_features" in batch:
+            features = batch["audio_features"]
+        elif "audio" in batch:
+            features = self.audio.forward_features(batch["audio"], lengths)
+        else:
+            raise ValueError("audio was requested but the batch has neither 'audio' nor 'audio_features'")
+        return self.audio.forward_head(features, lengths)
+
+    def _visual_embeds(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "visual_features" in batch:
+            features = batch["visual_features"]
+        elif "frames" in batch:
+            features = self.visual.forward_features(batch["frames"], batch.get("landmarks"))
+        else:
+            raise ValueError("visual was requested but the batch has neither 'frames' nor 'visual_features'")
+        return self.visual.forward_head(features)
+
+    def modality_presence(
+        self, audio_embeds: Optional[torch.Tensor], visual_embeds: Optional[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample flags for which modality fusion sees; modality dropout (training only) clears one of them."""
+        computed = audio_embeds if audio_embeds is not None else visual_embeds
+        batch, device = computed.shape[0], computed.device
+        audio_present = torch.full((batch,), audio_embeds is not None, device=device)
+        visual_present = torch.full((batch,), visual_embeds is not None, device=device)
+        rate = self.config.fusion.modality_dropout
+        if self.training and rate > 0 and audio_embeds is not None and visual_embeds is not None:
+            dropped = torch.rand(batch, device=device) < rate
+            drop_audio = torch.rand(batch, device=device) < 0.5  # which one; never both
+            audio_present = ~(dropped & drop_audio)
+            visual_present = ~(dropped & ~drop_audio)
+        return audio_present, visual_present
+
+    # ---- freezing and checkpoints ------------------------------------------------------------------
+
+    def set_trainable(self, branch: str, trainable: bool) -> None:
+        """Freeze or thaw one of BRANCHES; a frozen branch also stays in eval mode (see `train`)."""
+        module = self._branch_module(branch)
+        module.requires_grad_(trainable)
+        if trainable:
+            self.frozen.discard(branch)
+        else:
+            self.frozen.add(branch)
+        module.train(self.training and trainable)
+
+    def train(self, mode: bool = True) -> "EmotionModel":
+        super().train(mode)
+        for branch in self.frozen:
+            self._branch_module(branch).eval()
+        return self
+
+    def pretrained_sources(self) -> dict[str, str]:
+        """Branch -> hub id or directory, for the branches whose weights come from a checkpoint."""
+        sources = {
+            "audio_encoder": self.config.audio.encoder_id,
+            "visual_encoder": self.config.visual.encoder_id,
+            "backbone": self.config.fusion.backbone_id,
+        }
+        return {branch: source for branch, source in sources.items() if source}
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """All parameters and buffers except those of frozen pretrained branches (re-made from their source)."""
+        skipped = tuple(BRANCHES[branch] + "." for branch in self.frozen if branch in self.pretrained_sources())
+        return {name: value for name, value in self.state_dict().items() if not name.startswith(skipped)}
+
+    def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Load weights saved by `trainable_state_dict`, strictly.
+
+        Every weight `trainable_state_dict` would save must be present with the same shape, and no
+        name may be foreign to this model. Weights of a frozen pretrained branch are accepted too, so
+        a checkpoint saved after fine-tuning an encoder loads into a freshly built model.
+        """
+        own = self.state_dict()
+        missing = sorted(set(self.trainable_state_dict()) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        mismatched = sorted(
+            name for name in set(state_dict) & set(own) if tuple(state_dict[name].shape) != tuple(own[name].shape)
+        )
+        problems = [
+            f"{len(names)} {kind} (e.g. {names[0]})"
+            for kind, names in (("missing", missing), ("unexpected", unexpected), ("with another shape", mismatched))
+            if names
+        ]
+        if problems:
+            raise CheckpointMismatchError(
+                f"checkpoint does not fit this {self.config.preset!r} model: weights {'; '.join(problems)}; "
+                "was it saved from another preset or architecture?"
+            )
+        self.load_state_dict(state_dict, strict=False)
+
+    def _branch_module(self, branch: str) -> nn.Module:
+        if branch not in BRANCHES:
+            raise ValueError(f"unknown branch {branch!r}; choose one of {tuple(BRANCHES)}")
+        return self.get_submodule(BRANCHES[branch])
+
+
+def build_model(cfg: ModelConfig, random_init: bool = False) -> EmotionModel:
+    """Validate `cfg`, load or create the three backbones, assemble the model and freeze what the config says.
+
+    random_init=True builds every backbone with random weights, including those with a hub id (using
+    the architecture in `PRETRAINED_ARCHITECTURES`): the real shapes without a download. Under
+    `torch.device("meta")` it allocates nothing, which is how `sizes` counts the full model.
+    """
+    cfg.validate()
+    model = EmotionModel(
+        cfg,
+        audio_encoder=load_part("audio_encoder", cfg.audio.encoder_id, cfg.audio.encoder_config, random_init),
+        vision_tower=load_part("visual_encoder", cfg.visual.encoder_id, cfg.visual.encoder_config, random_init),
+        backbone=load_part("backbone", cfg.fusion.backbone_id, cfg.fusion.backbone_config, random_init),
+    )
+    model.set_trainable("audio_encoder", not cfg.audio.freeze_encoder)
+    model.set_trainable("visual_encoder", not cfg.visual.freeze_encoder)
+    model.set_trainable("backbone", not cfg.fusion.freeze_backbone)
+    return model
+
+
+def _check_modalities(modalities: Iterable[str]) -> tuple[str, ...]:
+    modalities = tuple(modalities)
+    if not modalities or set(modalities) - set(MODALITIES):
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+    return modalities

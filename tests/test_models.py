@@ -1,0 +1,403 @@
+"""The model package on the tiny preset: shapes, gradients, masking, ROI selection, loading, checkpoints.
+
+Everything runs on CPU with real transformers modules and random weights; pretrained loading is exercised
+with small checkpoints written by `save_pretrained` in the layout of the real hub ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    Lfm2Config,
+    Lfm2ForCausalLM,
+    ParakeetCTCConfig,
+    ParakeetFeatureExtractor,
+    ParakeetForCTC,
+    Siglip2Config,
+    Siglip2Model,
+    Siglip2VisionConfig,
+    Siglip2VisionModel,
+    SiglipConfig,
+    SiglipModel,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+)
+
+from fer_lib.config import (
+    TINY_AUDIO_ENCODER,
+    TINY_LFM2,
+    TINY_VISUAL_ENCODER,
+    ConfigError,
+    get_preset,
+)
+from fer_lib.models import CheckpointMismatchError, EmotionModelOutput, PretrainedLoadError, build_model
+from fer_lib.models.roi import CONTEXT_LATTICE, ROITokenCompression, canonical_landmarks
+from fer_lib.models.sizes import build_for_sizing, estimate_training_memory, parameter_table
+from fer_lib.models.visual import VisionTower
+
+BATCH = 2
+TINY_TEXT = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=64)
+
+
+def make_batch(cfg, batch: int = BATCH, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    size, frames = cfg.input.image_size, cfg.input.num_frames
+    landmarks = canonical_landmarks(size) + torch.randn(batch, frames, 5, 2, generator=generator) * 3
+    return {
+        "audio": 0.1 * torch.randn(batch, cfg.input.num_samples, generator=generator),
+        "audio_lengths": torch.tensor([cfg.input.num_samples, cfg.input.num_samples * 2 // 3])[:batch],
+        "frames": torch.randint(0, 256, (batch, frames, 3, size, size), dtype=torch.uint8, generator=generator),
+        "landmarks": landmarks,
+        "label": torch.tensor([3, 5])[:batch],
+    }
+
+
+@pytest.fixture
+def tiny_cfg():
+    return get_preset("tiny")
+
+
+@pytest.fixture
+def model(tiny_cfg):
+    torch.manual_seed(0)
+    return build_model(tiny_cfg).eval()
+
+
+# ---- shapes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modalities", [("audio", "visual"), ("audio",), ("visual",)])
+def test_output_shapes_in_every_mode(model, tiny_cfg, modalities):
+    out = model(make_batch(tiny_cfg), modalities=modalities)
+    assert isinstance(out, EmotionModelOutput)
+    assert out.logits.shape == (BATCH, 8)
+    assert out.fused_embeds.shape == (BATCH, 8, tiny_cfg.fusion.output_dim)
+    assert out.loss.shape == () and torch.isfinite(out.loss)
+    assert (out.audio_embeds is not None) == ("audio" in modalities)
+    assert (out.visual_embeds is not None) == ("visual" in modalities)
+    if out.audio_embeds is not None:
+        assert out.audio_embeds.shape == (BATCH, 8, tiny_cfg.audio.output_dim)
+    if out.visual_embeds is not None:
+        assert out.visual_embeds.shape == (BATCH, 8, TINY_VISUAL_ENCODER["hidden_size"])
+
+
+def test_component_shapes(model, tiny_cfg):
+    batch = make_batch(tiny_cfg)
+    mel, mask = model.audio.frontend(batch["audio"], batch["audio_lengths"])
+    assert mel.shape == (BATCH, 301, 80) and mask.shape == (BATCH, 301)
+    audio_features = model.audio.forward_features(batch["audio"], batch["audio_lengths"])
+    assert audio_features.shape == (BATCH, 38, TINY_AUDIO_ENCODER["hidden_size"])
+    assert model.audio.forward_head(audio_features, batch["audio_lengths"]).shape == (BATCH, 8, 64)
+
+    visual_features = model.visual.forward_features(batch["frames"], batch["landmarks"])
+    assert visual_features.shape == (BATCH, 16, 68, TINY_VISUAL_ENCODER["hidden_size"])
+    assert model.visual.forward_head(visual_features).shape == (BATCH, 8, 64)
+    assert model.classifier(torch.randn(BATCH, 8, 64)).shape == (BATCH, 8)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention", "last"])
+def test_every_temporal_pooling(tiny_cfg, pooling):
+    cfg = dataclasses.replace(tiny_cfg, classifier=dataclasses.replace(tiny_cfg.classifier, pooling=pooling))
+    assert build_model(cfg).eval()(make_batch(cfg), modalities=("audio",)).logits.shape == (BATCH, 8)
+
+
+def test_cached_features_give_the_same_logits(model, tiny_cfg):
+    batch = make_batch(tiny_cfg)
+    with torch.no_grad():
+        raw = model(batch)
+        cached = {
+            "audio_features": model.audio.forward_features(batch["audio"], batch["audio_lengths"]),
+            "visual_features": model.visual.forward_features(batch["frames"], batch["landmarks"]),
+            "audio_lengths": batch["audio_lengths"],
+        }
+        from_cache = model(cached)
+        from_fp16_cache = model({**cached, **{k: cached[k].half() for k in ("audio_features", "visual_features")}})
+    torch.testing.assert_close(from_cache.logits, raw.logits)
+    torch.testing.assert_close(from_fp16_cache.logits, raw.logits, atol=2e-2, rtol=0)
+
+
+# ---- gradients and freezing --------------------------------------------------------------------------
+
+
+def test_gradients_reach_every_trainable_parameter_and_no_frozen_one(model, tiny_cfg):
+    model.set_trainable("audio_encoder", False)
+    model.set_trainable("visual_encoder", False)
+    model.train()
+    assert not model.audio.encoder.training and not model.visual.tower.training
+    assert model.fusion.backbone.training and model.classifier.training
+
+    batch = make_batch(tiny_cfg)
+    # The three modes together use every parameter, the "missing" tokens included.
+    loss = sum(model(batch, modalities=m).loss for m in [("audio", "visual"), ("audio",), ("visual",)])
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        frozen = name.startswith(("audio.encoder.", "visual.tower."))
+        assert parameter.requires_grad != frozen, name
+        if frozen:
+            assert parameter.grad is None, name
+        else:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_unfreezing_restores_training_mode(model):
+    model.set_trainable("visual_encoder", False)
+    model.train()
+    model.set_trainable("visual_encoder", True)
+    assert model.visual.tower.training
+    assert all(p.requires_grad for p in model.visual.tower.parameters())
+    with pytest.raises(ValueError, match="unknown branch"):
+        model.set_trainable("tower", True)
+
+
+# ---- modalities --------------------------------------------------------------------------------------
+
+
+def test_a_missing_modality_changes_nothing_in_the_other_branch(model, tiny_cfg):
+    batch = make_batch(tiny_cfg)
+    with torch.no_grad():
+        both = model(batch)
+        audio_only = model({k: v for k, v in batch.items() if k not in ("frames", "landmarks")}, modalities=("audio",))
+        visual_only = model(batch, modalities=("visual",))
+    torch.testing.assert_close(audio_only.audio_embeds, both.audio_embeds, rtol=0, atol=0)
+    torch.testing.assert_close(visual_only.visual_embeds, both.visual_embeds, rtol=0, atol=0)
+    assert not torch.allclose(audio_only.fused_embeds, both.fused_embeds)  # fusion saw the missing token
+
+
+def test_modality_dropout_drops_one_modality_never_both(tiny_cfg):
+    cfg = dataclasses.replace(tiny_cfg, fusion=dataclasses.replace(tiny_cfg.fusion, modality_dropout=0.9))
+    model = build_model(cfg)
+    embeds = torch.zeros(512, 8, 64)
+    model.train()
+    audio, visual = model.modality_presence(embeds, embeds)
+    assert (audio | visual).all()
+    assert 0.3 < (~audio).float().mean() < 0.6 and 0.3 < (~visual).float().mean() < 0.6
+    model.eval()
+    audio, visual = model.modality_presence(embeds, embeds)
+    assert audio.all() and visual.all()
+
+
+def test_bad_modalities_and_missing_inputs_raise(model, tiny_cfg):
+    with pytest.raises(ValueError, match="modalities"):
+        model(make_batch(tiny_cfg), modalities=("text",))
+    with pytest.raises(ValueError, match="'frames'"):
+        model({"audio": torch.zeros(1, 48000)})
+
+
+# ---- audio -------------------------------------------------------------------------------------------
+
+
+def test_log_mel_matches_the_parakeet_feature_extractor(model, tiny_cfg):
+    rng = np.random.default_rng(0)
+    lengths = [48000, 31000, 16123]
+    clips = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in lengths]
+    reference = ParakeetFeatureExtractor()(clips, sampling_rate=16000, return_tensors="pt")
+
+    audio = torch.zeros(len(clips), 48000)
+    for i, clip in enumerate(clips):
+        audio[i, : len(clip)] = torch.from_numpy(clip)
+    features, mask = model.audio.frontend(audio, torch.tensor(lengths))
+    assert torch.equal(mask, reference["attention_mask"].bool())
+    torch.testing.assert_close(features, reference["input_features"], atol=1e-3, rtol=1e-3)
+
+
+def test_padded_audio_does_not_leak_into_the_audio_embeddings(model, tiny_cfg):
+    batch = make_batch(tiny_cfg)
+    noisy = batch["audio"].clone()
+    valid = batch["audio_lengths"][1]
+    noisy[1, valid:] = torch.randn(noisy.shape[1] - valid)
+    with torch.no_grad():
+        clean = model.audio(batch["audio"], batch["audio_lengths"])
+        padded_noise = model.audio(noisy, batch["audio_lengths"])
+    torch.testing.assert_close(padded_noise, clean)
+
+
+def test_segment_pooling_ignores_padded_frames(model):
+    frames = torch.randn(2, 38, 64)
+    frame_mask = model.audio.encoder_frame_mask(torch.tensor([48000, 12000]), 38)  # clip 2: 1/4 of the window
+    assert frame_mask[0].all() and frame_mask[1].sum() == 10
+    perturbed = frames.clone()
+    perturbed[1, 10:] = torch.randn(28, 64)
+    with torch.no_grad():
+        pooled = model.audio.segment_pool(frames, frame_mask)
+        torch.testing.assert_close(model.audio.segment_pool(perturbed, frame_mask), pooled)
+    # Segments 4..8 lie in padding: an empty mix, so only the output bias remains (not NaN).
+    torch.testing.assert_close(pooled[1, 3:], model.audio.segment_pool.pool.out.bias.expand(5, -1))
+
+
+def test_audio_segments_tile_the_encoder_frames(model):
+    mask = model.audio.segment_pool.segment_mask(38, torch.device("cpu"))  # (8, 38)
+    assert (mask.sum(dim=0) == 1).all()  # every frame in exactly one segment
+    assert set(mask.sum(dim=1).tolist()) == {4, 5}  # equal slices of the window, to a frame
+    frame_segment = mask.float().argmax(dim=0)
+    assert frame_segment[0] == 0 and frame_segment[-1] == 7 and (frame_segment.diff() >= 0).all()  # in time order
+
+
+# ---- visual ------------------------------------------------------------------------------------------
+
+
+def test_roi_selection_follows_the_landmarks():
+    roi = ROITokenCompression(image_size=224, patch_size=16, num_tokens=68)
+    grid = 14
+
+    def chosen_face_tokens(landmarks):  # selected tokens that are not on the context lattice, as (row, col)
+        indices = roi.select(landmarks.expand(1, 1, 5, 2), 1, 1).flatten()
+        assert indices.unique().numel() == 68
+        face = indices[~roi.is_context[indices]]
+        return torch.stack([face // grid, face % grid], dim=-1).float()
+
+    top_left = chosen_face_tokens(torch.full((5, 2), 10.0))
+    bottom_right = chosen_face_tokens(torch.full((5, 2), 214.0))
+    assert top_left.max() <= 8 and top_left.mean() < 4
+    assert bottom_right.min() >= 5 and bottom_right.mean() > 9
+
+    face = canonical_landmarks(224)
+    chosen = roi.select(face.expand(1, 1, 5, 2), 1, 1).flatten().tolist()
+    for x, y in face.tolist():
+        assert int(y // 16) * grid + int(x // 16) in chosen  # the patch under every landmark
+    assert roi.is_context.sum() == CONTEXT_LATTICE**2 and roi.is_context[roi.select(None, 1, 1)].sum() == 16
+
+    # Absent or failed (NaN) landmarks fall back to the canonical face.
+    canonical = roi.select(None, 1, 1)
+    assert torch.equal(roi.select(torch.full((1, 1, 5, 2), float("nan")), 1, 1), canonical)
+
+
+def test_siglip2_tower_cuts_patches_like_siglip(tiny_cfg):
+    """A SigLIP2 (NaFlex) tower holding a SigLIP tower's weights must produce the same tokens."""
+    siglip = SiglipVisionModel(SiglipVisionConfig(**TINY_VISUAL_ENCODER, vision_use_head=False)).eval()
+    vision_kwargs = {k: v for k, v in TINY_VISUAL_ENCODER.items() if k != "image_size"}
+    siglip2 = Siglip2VisionModel(Siglip2VisionConfig(**vision_kwargs, num_patches=196, vision_use_head=False)).eval()
+    weights = siglip.state_dict()
+    conv = weights["embeddings.patch_embedding.weight"]  # (D, 3, p, p)
+    weights["embeddings.patch_embedding.weight"] = conv.permute(0, 2, 3, 1).reshape(conv.shape[0], -1)
+    siglip2.load_state_dict({k: v for k, v in weights.items() if k in siglip2.state_dict()})
+
+    pixels = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(VisionTower(siglip2, 224)(pixels), VisionTower(siglip, 224)(pixels))
+
+
+# ---- loading pretrained checkpoints ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Small checkpoints in the layout of the real ones: full SigLIP / SigLIP2, Parakeet CTC, LFM2 causal LM."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    torch.manual_seed(1)
+    vision_kwargs = {k: v for k, v in TINY_VISUAL_ENCODER.items() if k != "image_size"}
+    models = {
+        "siglip": SiglipModel(SiglipConfig(vision_config=TINY_VISUAL_ENCODER, text_config=TINY_TEXT)),
+        "siglip2": Siglip2Model(Siglip2Config(vision_config=vision_kwargs, text_config=TINY_TEXT)),
+        # layerdrop 0.1 as in the hub configs; loading must turn it off.
+        "parakeet": ParakeetForCTC(
+            ParakeetCTCConfig(encoder_config={**TINY_AUDIO_ENCODER, "layerdrop": 0.1}, vocab_size=32, pad_token_id=31)
+        ),
+        "lfm2": Lfm2ForCausalLM(Lfm2Config(**TINY_LFM2)),
+    }
+    for name, hf_model in models.items():
+        hf_model.eval().save_pretrained(root / name)
+    return root, models
+
+
+def pretrained_cfg(tiny_cfg, root, vision: str = "siglip"):
+    return dataclasses.replace(
+        tiny_cfg,
+        audio=dataclasses.replace(tiny_cfg.audio, encoder_id=str(root / "parakeet"), freeze_encoder=True),
+        visual=dataclasses.replace(tiny_cfg.visual, encoder_id=str(root / vision), freeze_encoder=True),
+        fusion=dataclasses.replace(tiny_cfg.fusion, backbone_id=str(root / "lfm2")),
+    )
+
+
+def test_loaded_parts_match_the_saved_models(tiny_cfg, checkpoints):
+    root, hf = checkpoints
+    model = build_model(pretrained_cfg(tiny_cfg, root)).eval()
+    assert model.audio.encoder.config.layerdrop == 0.0
+    pixels, mel, tokens = torch.randn(2, 3, 224, 224), torch.randn(2, 301, 80), torch.randn(2, 16, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.visual.tower(pixels), hf["siglip"].vision_model(pixels).last_hidden_state)
+        torch.testing.assert_close(
+            model.audio.encoder(mel).last_hidden_state, hf["parakeet"].encoder(mel).last_hidden_state
+        )
+        torch.testing.assert_close(
+            model.fusion.backbone(inputs_embeds=tokens).last_hidden_state,
+            hf["lfm2"].model(inputs_embeds=tokens).last_hidden_state,
+        )
+
+
+def test_checkpoint_round_trip_through_trainable_weights(tiny_cfg, checkpoints):
+    root, _ = checkpoints
+    cfg = pretrained_cfg(tiny_cfg, root, vision="siglip2")
+    trained = build_model(cfg).eval()
+    saved = trained.trainable_state_dict()
+    assert not any(k.startswith(("audio.encoder.", "visual.tower.")) for k in saved)  # re-made from the checkpoint
+    assert any(k.startswith("fusion.backbone.") for k in saved)  # pretrained but trained: saved
+
+    torch.manual_seed(123)
+    restored = build_model(cfg).eval()
+    restored.load_trainable_state_dict(saved)
+    batch = make_batch(cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(batch).logits, trained(batch).logits, rtol=0, atol=0)
+
+
+def test_wrong_checkpoint_for_a_role_is_a_one_line_error(tiny_cfg, checkpoints):
+    root, _ = checkpoints
+    cfg = dataclasses.replace(tiny_cfg, visual=dataclasses.replace(tiny_cfg.visual, encoder_id=str(root / "lfm2")))
+    with pytest.raises(PretrainedLoadError, match="'lfm2' checkpoint") as error:
+        build_model(cfg)
+    assert "\n" not in str(error.value)
+    cfg = dataclasses.replace(tiny_cfg, audio=dataclasses.replace(tiny_cfg.audio, encoder_id=str(root / "nowhere")))
+    with pytest.raises(PretrainedLoadError):
+        build_model(cfg)
+
+
+def test_load_trainable_state_dict_rejects_another_architecture(model, tiny_cfg):
+    saved = model.trainable_state_dict()
+    other_head = dataclasses.replace(tiny_cfg, classifier=dataclasses.replace(tiny_cfg.classifier, hidden_dims=(32,)))
+    for other in (build_model(other_head), build_for_sizing(get_preset("lightweight"))):
+        with pytest.raises(CheckpointMismatchError, match="does not fit") as error:
+            other.load_trainable_state_dict(saved)
+        assert "\n" not in str(error.value) and isinstance(error.value, ValueError)
+    with pytest.raises(CheckpointMismatchError, match="missing"):
+        model.load_trainable_state_dict({k: v for k, v in saved.items() if not k.startswith("classifier.")})
+
+
+def test_config_mismatches_are_config_errors(tiny_cfg):
+    with pytest.raises(ConfigError, match="mel bins"):
+        build_model(dataclasses.replace(tiny_cfg, audio=dataclasses.replace(tiny_cfg.audio, num_mel_bins=64)))
+    with pytest.raises(ConfigError, match="temporal_heads"):
+        build_model(dataclasses.replace(tiny_cfg, visual=dataclasses.replace(tiny_cfg.visual, temporal_heads=5)))
+    with pytest.raises(ConfigError, match="roi_tokens"):
+        build_model(dataclasses.replace(tiny_cfg, visual=dataclasses.replace(tiny_cfg.visual, roi_tokens=200)))
+    with pytest.raises(ConfigError, match="pooling"):
+        build_model(dataclasses.replace(tiny_cfg, classifier=dataclasses.replace(tiny_cfg.classifier, pooling="sum")))
+
+
+# ---- precision and sizes -----------------------------------------------------------------------------
+
+
+def test_no_nan_under_bf16_autocast(model, tiny_cfg):
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(make_batch(tiny_cfg))
+    out.loss.backward()
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_sizes_of_the_real_presets_without_download():
+    lightweight = build_for_sizing(get_preset("lightweight"))
+    table = parameter_table(lightweight)
+    assert table["total"]["total"] == sum(p.numel() for p in lightweight.parameters())
+    assert table["audio_encoder"]["trainable"] == table["visual_encoder"]["trainable"] == 0  # frozen
+    assert 600e6 < table["audio_encoder"]["total"] < 620e6  # parakeet-ctc-0.6b's encoder
+    assert 85e6 < table["visual_encoder"]["total"] < 87e6  # siglip2-base vision tower without its head
+
+    full = estimate_training_memory(get_preset("full"), batch_size=8)
+    light = estimate_training_memory(lightweight, batch_size=8)
+    assert full["total"] > light["total"] > light["weights"] > 0
+    assert light["total_gb"] == pytest.approx(light["total"] / 1024**3)
