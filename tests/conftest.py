@@ -1,0 +1,65 @@
+"""Shared fixtures: real RAVDESS-format mp4 clips (generated once per session) and their cache.
+
+    synthetic_clips  a folder Actor_01..Actor_03/ with 10 clips covering the 8 classes; `.specs`
+                     maps each clip stem to its ClipSpec (speech start/end, duration, ...). One clip
+                     is designed so that the naive first-3-s window misses speech; one is 2.0 s
+                     long (shorter than the 3 s window).
+    synthetic_cache  that folder preprocessed once with the default PreprocessConfig (workers=1).
+
+Both are read-only for tests: copy what you need to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# (actor, label, take, seconds, speech_start, speech_end); None: drawn by draw_spec
+CLIP_PLAN = [
+    (1, 0, 0, None, None, None),
+    (1, 1, 0, None, None, None),
+    (1, 2, 0, 4.0, 1.0, 3.6),  # speech 1.0-3.6 s: the window must move off the first 3 s
+    (1, 3, 0, None, None, None),
+    (2, 4, 0, None, None, None),
+    (2, 5, 0, None, None, None),
+    (2, 6, 0, None, None, None),
+    (3, 7, 0, None, None, None),
+    (3, 0, 1, 2.0, 0.4, 1.7),  # shorter than the window: zero-padded
+    (3, 1, 1, None, None, None),
+]
+
+
+@pytest.fixture(scope="session")
+def synthetic_clips(tmp_path_factory):
+    from fer_lib.data import synthetic
+
+    root = tmp_path_factory.mktemp("ravdess")
+    rng = np.random.default_rng(2024)
+    renderer = synthetic.FaceRenderer()
+    specs, paths = {}, []
+    for actor, label, take, seconds, start, end in CLIP_PLAN:
+        spec = synthetic.draw_spec(label, actor, "av", rng, seconds=seconds)
+        if start is not None:
+            spec = dataclasses.replace(spec, speech_start=start, speech_end=end)
+        name = synthetic.clip_name(label, actor, take)
+        path = synthetic.write_clip(root / f"Actor_{actor:02d}" / name, spec, renderer)
+        specs[Path(name).stem] = spec
+        paths.append(path)
+    return SimpleNamespace(root=root, paths=paths, specs=specs)
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(synthetic_clips, tmp_path_factory):
+    from fer_lib.preprocess import preprocess
+
+    cache = tmp_path_factory.mktemp("cache")
+    summary = preprocess(synthetic_clips.root, cache, workers=1, progress=False, verbose=False)
+    return SimpleNamespace(root=cache, summary=summary, clips=synthetic_clips)
