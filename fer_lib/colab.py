@@ -74,3 +74,19 @@ def install_requirements() -> None:
         return
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
     stamp.write_text(digest)
+
+
+def upload_file(dest_dir: str | Path) -> Path:
+    """Ask the person for one file (Colab's upload button) and save it in `dest_dir`."""
+    if not in_colab():
+        raise ValueError("no file given: set VIDEO to a video path (uploading needs Colab)")
+    from google.colab import files
+
+    uploaded = files.upload()
+    if not uploaded:
+        raise ValueError("no file was uploaded")
+    name, data = next(iter(uploaded.items()))
+    path = Path(dest_dir) / Path(name).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

@@ -1,9 +1,14 @@
 """The local demo: the whole job on synthetic clips with the `tiny` preset, on a CPU.
 
-    python -m fer_lib.demo [--out demo_out] [--actors 8]
+    python -m fer_lib.demo [--out demo_out] [--actors 8] [--epochs 10] [--notebooks]
 
-synthetic RAVDESS-format clips -> preprocessing cache -> train `tiny` -> evaluate -> report folder,
-all under one root laid out as on Google Drive (`drive_layout.md`).
+synthetic RAVDESS-format clips -> preprocessing cache -> train `tiny` -> evaluate (with the modality
+ablation) -> a report folder, all under one root laid out as on Google Drive (`drive_layout.md`).
+Every step resumes: run it again and finished steps are skipped. `--notebooks` then also executes
+the numbered notebooks headless against the same root, in smoke mode, into `<out>/notebooks/`.
+
+The `ensure_*` steps are also what the notebooks call in smoke mode (`SMOKE = True`), so each
+notebook runs alone in a fresh runtime on synthetic data.
 """
 
 from __future__ import annotations
@@ -12,21 +17,75 @@ import argparse
 import sys
 from pathlib import Path
 
+from fer_lib.config import TrainConfig
 from fer_lib.data import synthetic
 from fer_lib.paths import DriveLayout
+
+SMOKE_RUN = "smoke"
+
+
+def ensure_clips(layout: DriveLayout, actors: int = 8, repeats: int = 1, seed: int = 0) -> Path:
+    """Synthetic RAVDESS-format clips in `ravdess/`, unless clips are already there."""
+    if not any(layout.ravdess.rglob("*.mp4")):
+        synthetic.generate_dataset(layout.ravdess, actors=actors, repeats=repeats, seed=seed)
+    return layout.ravdess
+
+
+def ensure_cache(layout: DriveLayout, workers: int = 1) -> Path:
+    """The preprocessing cache of `ravdess/` (resumable: finished clips are skipped)."""
+    from fer_lib.preprocess import preprocess
+
+    preprocess(layout.ravdess, layout.preprocessed, workers=workers, verbose=False)
+    return layout.preprocessed
+
+
+def smoke_train_config(epochs: int = 10, seed: int = 42) -> TrainConfig:
+    """How the demo and the notebooks' smoke mode train `tiny` on a CPU."""
+    return TrainConfig(max_epochs=epochs, batch_size=8, grad_accum_steps=1, lr=1e-3, seed=seed,
+                       early_stopping_patience=epochs, num_workers=0)
+
+
+def ensure_run(layout: DriveLayout, name: str = SMOKE_RUN, epochs: int = 10, seed: int = 42):
+    """A trained `tiny` run in `runs/<name>/`: trains (or resumes) it; returns at once when it is complete."""
+    from fer_lib.train import train
+
+    return train(layout.preprocessed, layout.root / "runs", "tiny", smoke_train_config(epochs, seed), run_name=name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer_lib.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="demo_out", help="root folder, laid out as on Drive")
-    parser.add_argument("--actors", type=int, default=8, help="synthetic actors (>= 6 for an actor split)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--actors", type=int, default=8, help="synthetic actors (>= 3 for an actor split)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--notebooks", action="store_true", help="also execute notebooks 00-05 headless")
     args = parser.parse_args(argv)
 
+    from fer_lib.evaluate import EvaluationError, evaluate
+
     layout = DriveLayout.at(args.out).create()
-    if not any(layout.ravdess.glob("Actor_*/*.mp4")):
-        synthetic.generate_dataset(layout.ravdess, actors=args.actors, seed=args.seed)
-    print(f"synthetic clips: {layout.ravdess.resolve()}")
+    print(f"1/4 synthetic clips   -> {ensure_clips(layout, args.actors, seed=args.seed).resolve()}")
+    print(f"2/4 preprocessing     -> {ensure_cache(layout).resolve()}")
+    result = ensure_run(layout, SMOKE_RUN, args.epochs, args.seed)
+    print(f"3/4 training (tiny)   -> {result.run_dir.resolve()}  (best val {result.metric} "
+          f"{result.best_metric:.3f} at epoch {result.best_epoch})")
+    try:
+        report = evaluate(result.best_checkpoint, layout.preprocessed, ablation=True, verbose=False)
+    except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"4/4 evaluation (test) -> {Path(report['out_dir']).resolve()}")
+    for mode, metrics in report["results"].items():
+        print(f"      {mode:>2}: accuracy (WAR) {metrics['war']:.3f}  UAR {metrics['uar']:.3f}  "
+              f"macro-F1 {metrics['macro_f1']:.3f}")
+    if args.notebooks:
+        from fer_lib import notebook_tools
+
+        for _, ipynb in notebook_tools.pairs():
+            executed = layout.root / "notebooks" / ipynb.name
+            notebook_tools.execute(ipynb, executed, {"ROOT": str(layout.root.resolve()), "SMOKE": True})
+            print(f"      notebook ran     -> {executed.resolve()}")
+    print(f"\nreport folder: {result.run_dir.resolve()}")
     return 0
 
 

@@ -175,19 +175,27 @@ def prepare_cache_dir(cache_dir: str | Path, config: PreprocessConfig, overwrite
 # --------------------------------------------------------------------------------------------
 
 
+def track_clip(path: str | Path, config: PreprocessConfig, tracker, threads: int = 0):
+    """Decode the window of one clip and track its face: (DecodedClip, frame source, FaceTrack)."""
+    from fer_lib.data.faces import YuvFrames
+    from fer_lib.data.video import decode_clip
+
+    clip = decode_clip(path, config.input, threads=threads)
+    source = YuvFrames(clip.frames)
+    return clip, source, tracker.track(source)
+
+
 def process_clip(path: str | Path, config: PreprocessConfig, tracker, threads: int = 0) -> tuple[dict, dict]:
     """Decode, window, track, crop one clip. Returns (arrays for the cache file, info).
 
     Raises `fer_lib.data.video.ClipError` (kinds of the index, plus `faceless`).
     """
-    from fer_lib.data.faces import YuvFrames, crop_faces
+    from fer_lib.data.faces import crop_faces
     from fer_lib.data.ravdess import parse_name
-    from fer_lib.data.video import ClipError, decode_clip
+    from fer_lib.data.video import ClipError
 
     name = parse_name(path)
-    clip = decode_clip(path, config.input, threads=threads)
-    source = YuvFrames(clip.frames)
-    track = tracker.track(source)
+    clip, source, track = track_clip(path, config, tracker, threads)
     if not track.found:
         raise ClipError("faceless", f"MTCNN finds no face in any of the {len(source)} frames")
     crops, marks = crop_faces(source, track, config.input.image_size, config.face_margin)
@@ -200,6 +208,36 @@ def process_clip(path: str | Path, config: PreprocessConfig, tracker, threads: i
     )
     info = dict(detected_frames=int(track.detected.sum()), window_start=clip.window_start, speech=clip.speech)
     return arrays, info
+
+
+@dataclasses.dataclass
+class ClipInspection:
+    """What preprocessing does to one clip, for a person to look at (notebook 01)."""
+
+    frames: list  # [T] RGB uint8 whole frames, downscaled to `max_side`
+    boxes: np.ndarray  # [T, 4] face boxes in those frames' pixels
+    landmarks: np.ndarray  # [T, 5, 2] in those frames' pixels
+    detected: np.ndarray  # bool [T]
+    crops: np.ndarray  # uint8 [T, 3, S, S]: what the cache stores
+    crop_landmarks: np.ndarray  # [T, 5, 2] crop pixels
+    audio: np.ndarray  # float32 window at `sample_rate`
+    sample_rate: int
+    window_start: float
+
+
+def inspect_clip(path: str | Path, config: Optional[PreprocessConfig] = None, max_side: int = 480) -> ClipInspection:
+    """Run one clip through exactly the preprocessing path and keep the intermediate results."""
+    from fer_lib.data.faces import FaceTracker, crop_faces, small_size
+
+    config = config or PreprocessConfig()
+    clip, source, track = track_clip(path, config, FaceTracker(config))
+    crops, marks = crop_faces(source, track, config.input.image_size, config.face_margin)
+    scale = small_size(source.width, source.height, max_side)[0] / source.width
+    return ClipInspection(
+        frames=[source.small(i, max_side) for i in range(len(source))], boxes=track.boxes * scale,
+        landmarks=track.landmarks * scale, detected=track.detected, crops=crops, crop_landmarks=marks,
+        audio=clip.audio[: clip.audio_length], sample_rate=config.input.sample_rate, window_start=clip.window_start,
+    )
 
 
 def write_npz(path: Path, arrays: dict) -> None:

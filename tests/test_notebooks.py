@@ -1,6 +1,7 @@
 """The notebooks: pairs in sync, clean for GitHub, GPU for Colab, and every one runs headless."""
 
 import json
+import shutil
 
 import jupytext
 import nbformat
@@ -48,3 +49,32 @@ def test_each_notebook_starts_with_colab_setup_then_parameters():
         assert "google.colab" in code[0].source, ipynb_path.name
         assert "parameters" in code[1].metadata.get("tags", []), ipynb_path.name
         assert json.loads(ipynb_path.read_text())["metadata"]["accelerator"] == "GPU"
+
+
+@pytest.fixture(scope="module")
+def smoke_root(synthetic_cache, tmp_path_factory):
+    """A Drive-like root holding the session's synthetic clips and their cache (saves regenerating)."""
+    root = tmp_path_factory.mktemp("notebook_root")
+    shutil.copytree(synthetic_cache.clips.root, root / "ravdess")
+    shutil.copytree(synthetic_cache.root, root / "cache" / "preprocessed")
+    return root
+
+
+# What each notebook must leave behind in the root, beyond finishing without an error.
+LEAVES = {
+    "00_setup_mount": ["runs", "predictions"],
+    "01_data_check": ["cache/preprocessed/report.json", "local/cache/preprocessed/manifest.json"],
+    "02_model_smoke_test": [],
+    "03_training": ["runs/smoke/checkpoints/best", "runs/smoke/curves.png"],
+    "04_evaluation": ["runs/smoke/eval"],
+    "05_predict_your_video": ["predictions/long_clip/timeline.png"],
+}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_headless_in_smoke_mode(name, smoke_root, tmp_path):
+    executed = notebook_tools.execute(notebook_tools.NOTEBOOK_DIR / f"{name}.ipynb", tmp_path / f"{name}.ipynb",
+                                      {"ROOT": str(smoke_root), "SMOKE": True}, cwd=tmp_path)
+    assert all(cell.get("execution_count") for cell in executed.cells if cell.cell_type == "code")
+    for relative in LEAVES[name]:
+        assert (smoke_root / relative).exists(), f"{name} did not write {relative}"

@@ -173,6 +173,14 @@ def expected_stems(actor: int, vocal_channel: int = 1) -> list[str]:
     return stems
 
 
+def expected_counts(vocal_channel: int = 1) -> list[int]:
+    """Clips RAVDESS has per emotion for one actor (speech: 4 neutral, 8 of every other emotion)."""
+    counts = [0] * len(EMOTIONS)
+    for stem in expected_stems(1, vocal_channel):
+        counts[int(stem.split("-")[2]) - 1] += 1
+    return counts
+
+
 # --------------------------------------------------------------------------------------------
 # Scanning
 # --------------------------------------------------------------------------------------------

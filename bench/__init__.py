@@ -1,0 +1,1 @@
+"""Benchmarks: figures printed and saved, never asserted. `python -m bench` runs them all."""

@@ -1,0 +1,244 @@
+"""Every plot fer_lib writes, in one place: confusion matrices, the prediction timeline, face strips.
+
+All figures are built with `matplotlib.figure.Figure` (no pyplot state, no GUI backend), so they
+work the same in a Colab cell, a headless papermill run and a test. `save_png` writes a figure to a
+file atomically and closes nothing global. Each function takes the fold/split description as a
+`subtitle` so that every figure names the actors it was measured on.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from fer_lib import EMOTIONS
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write `fig` to `path` (PNG) via a temporary file, so a disconnect never leaves half a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
+    tmp.replace(path)
+    return path
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def row_normalize(cm: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (recall on the diagonal); rows without clips stay 0."""
+    cm = np.asarray(cm, dtype=np.float64)
+    sums = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
+
+
+def confusion_figure(cm: np.ndarray, classes: Sequence[str] = EMOTIONS, normalize: bool = False,
+                     title: str = "Confusion matrix", subtitle: str = "",
+                     highlight: Optional[int] = None) -> Figure:
+    """Rows = true class, columns = predicted class. `normalize`: row-normalised (recall per row).
+
+    `highlight`: index of a class whose row and column are outlined (the explorer's choice).
+    """
+    cm = np.asarray(cm)
+    values = row_normalize(cm) if normalize else cm.astype(np.float64)
+    n = len(classes)
+    fig = Figure(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1.0 if normalize else max(1.0, values.max()))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels=list(classes), rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = values.max() / 2 if values.size else 0
+    for i in range(n):
+        for j in range(n):
+            text = f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if values[i, j] > threshold else "black")
+    if highlight is not None:
+        from matplotlib.patches import Rectangle
+
+        for xy, w, h in (((-0.5, highlight - 0.5), n, 1), ((highlight - 0.5, -0.5), 1, n)):
+            ax.add_patch(Rectangle(xy, w, h, fill=False, edgecolor="crimson", linewidth=2))
+    full_title = title + (" (row-normalised)" if normalize else "")
+    ax.set_title(full_title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def timeline_figure(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, classes: Sequence[str] = EMOTIONS,
+                    title: str = "Emotion over time", subtitle: str = "") -> Figure:
+    """Per-window class probabilities over time (lines at window centres) and the winning class per window."""
+    starts, ends, probs = np.asarray(starts, float), np.asarray(ends, float), np.asarray(probs, float)
+    centres = (starts + ends) / 2
+    fig = Figure(figsize=(10, 5))
+    ax, band = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=[4, 1]))
+    colors = [f"C{i}" for i in range(len(classes))]
+    for k, name in enumerate(classes):
+        ax.plot(centres, probs[:, k], marker="o" if len(centres) < 40 else None, color=colors[k], label=name)
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    top = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+    hop = np.diff(centres).min() if len(centres) > 1 else (ends - starts).max(initial=1.0)
+    for c, k in zip(centres, top):  # the winner of each window, drawn over its share of the timeline
+        band.axvspan(c - hop / 2, c + hop / 2, color=colors[k], alpha=0.8)
+    for k in sorted(set(top.tolist())):
+        band.text(centres[top == k][0], 0.5, classes[k], ha="center", va="center", fontsize=8)
+    band.set_yticks([])
+    if len(starts):
+        band.set_xlim(float(starts.min()), float(ends.max()))
+    band.set_xlabel("time in the video (s); points at window centres")
+    fig.tight_layout()
+    return fig
+
+
+def face_strip(frames: np.ndarray, count: int = 8, size: int = 96) -> np.ndarray:
+    """`count` evenly spaced face crops side by side, each `size` px: uint8 [size, count*size, 3].
+
+    `frames`: uint8 [T, 3, H, W] (the cache's layout) or [T, H, W, 3].
+    """
+    from PIL import Image
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise ValueError(f"expected frames [T, C, H, W] or [T, H, W, C], got shape {frames.shape}")
+    if frames.shape[1] == 3 and frames.shape[-1] != 3:
+        frames = frames.transpose(0, 2, 3, 1)
+    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    tiles = [np.asarray(Image.fromarray(np.ascontiguousarray(frames[i]).astype(np.uint8)).resize((size, size)))
+             for i in picks]
+    return np.concatenate(tiles, axis=1)
+
+
+def strips_figure(strips: Sequence[np.ndarray], captions: Sequence[str], title: str = "") -> Figure:
+    """Face strips stacked vertically, one caption each (the static explorer's clip gallery)."""
+    rows = max(1, len(strips))
+    fig = Figure(figsize=(10, 1.3 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, 1))
+    for ax, strip, caption in zip(axes, strips, captions):
+        ax.imshow(strip)
+        ax.set_title(caption, fontsize=8, loc="left")
+        ax.axis("off")
+    for ax in axes[len(strips):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], title: str = "", subtitle: str = "",
+                errors: Optional[dict[str, dict[str, float]]] = None) -> Figure:
+    """Grouped bars: one group per metric, one bar per row of `table` (e.g. modality or fold)."""
+    rows = list(table)
+    fig = Figure(figsize=(1.5 + 1.6 * len(metrics), 3.8))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(rows))
+    for r, row in enumerate(rows):
+        xs = np.arange(len(metrics)) + (r - (len(rows) - 1) / 2) * width
+        ys = [table[row][m] for m in metrics]
+        yerr = [errors[row][m] for m in metrics] if errors else None
+        ax.bar(xs, ys, width, yerr=yerr, capsize=3, label=row)
+        for x, y in zip(xs, ys):
+            ax.text(x, y + 0.01, f"{y:.3f}", ha="center", va="bottom", fontsize=7)
+    pretty = {"war": "WAR", "uar": "UAR", "macro_f1": "macro-F1"}
+    ax.set_xticks(range(len(metrics)), labels=[pretty.get(m, m) for m in metrics])
+    ax.set_ylim(0, 1.1)
+    ax.legend(fontsize=8)
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def counts_heatmap(counts: dict[int, Sequence[int]], expected: Sequence[int], title: str = "") -> Figure:
+    """Clips per actor x emotion, each cell coloured by how complete it is (found / expected)."""
+    actors = sorted(counts)
+    found = np.array([counts[a] for a in actors], dtype=float)  # (A, 8)
+    share = found / np.maximum(np.asarray(expected, dtype=float), 1)
+    fig = Figure(figsize=(7, 0.28 * len(actors) + 1.6))
+    ax = fig.subplots()
+    ax.imshow(share, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(found):
+        ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=30, fontsize=8)
+    ax.set_yticks(range(len(actors)), [f"Actor_{a:02d}" for a in actors], fontsize=7)
+    ax.set_title(title or "clips found per actor x emotion (green = all expected clips present)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_landmarks(ax, landmarks: np.ndarray, size: float = 12) -> None:
+    ax.scatter(landmarks[:, 0], landmarks[:, 1], s=size, c=["cyan", "cyan", "yellow", "magenta", "magenta"])
+
+
+def face_track_figure(frames: Sequence[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray,
+                      detected: np.ndarray, count: int = 4, title: str = "") -> Figure:
+    """Whole frames with the tracked face box and the 5 landmarks (dashed box: not detected, filled in)."""
+    from matplotlib.patches import Rectangle
+
+    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    fig = Figure(figsize=(3.2 * len(picks), 2.2))
+    for ax, i in zip(np.atleast_1d(fig.subplots(1, len(picks))), picks):
+        ax.imshow(frames[i])
+        x0, y0, x1, y1 = boxes[i]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime",
+                               linestyle="-" if detected[i] else "--"))
+        _draw_landmarks(ax, landmarks[i], size=6)
+        ax.set_title(f"frame {i}", fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def landmark_strip_figure(crops: np.ndarray, landmarks: np.ndarray, count: int = 8, title: str = "") -> Figure:
+    """The face crops the model sees ([T, 3, H, W] uint8) with their landmarks (crop pixels)."""
+    picks = np.linspace(0, len(crops) - 1, num=min(count, len(crops))).round().astype(int)
+    fig = Figure(figsize=(1.6 * len(picks), 1.9))
+    for ax, i in zip(np.atleast_1d(fig.subplots(1, len(picks))), picks):
+        ax.imshow(np.asarray(crops[i]).transpose(1, 2, 0))
+        _draw_landmarks(ax, landmarks[i], size=5)
+        ax.set_title(f"t={i}", fontsize=7)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def roi_tokens_figure(crop: np.ndarray, landmarks: np.ndarray, token_indices: np.ndarray, patch_size: int,
+                      title: str = "") -> Figure:
+    """One face crop ([3, H, W] uint8) with the patch tokens ROI compression keeps, outlined."""
+    from matplotlib.patches import Rectangle
+
+    grid = crop.shape[-1] // patch_size
+    fig = Figure(figsize=(4, 4.3))
+    ax = fig.subplots()
+    ax.imshow(np.asarray(crop).transpose(1, 2, 0))
+    kept = np.zeros((grid, grid), dtype=float)
+    kept.flat[np.asarray(token_indices)] = 1
+    ax.imshow(np.kron(kept, np.ones((patch_size, patch_size))), cmap="gray", alpha=0.45, vmin=0, vmax=1)  # dropped: dark
+    for index in np.asarray(token_indices):
+        row, col = divmod(int(index), grid)
+        ax.add_patch(Rectangle((col * patch_size, row * patch_size), patch_size, patch_size,
+                               fill=False, color="lime", linewidth=0.6))
+    _draw_landmarks(ax, landmarks, size=14)
+    ax.set_title(title or f"{len(token_indices)} of {grid * grid} tokens kept (unshaded)", fontsize=9)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig

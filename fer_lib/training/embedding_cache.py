@@ -1,0 +1,172 @@
+"""Frozen-encoder outputs computed once per clip, so that later epochs run only what trains.
+
+With the encoders frozen (the `lightweight` and `full` presets) nearly all the compute of an epoch
+is SigLIP2 over 16 frames and Parakeet over 3 s of audio, and it gives the same answer every epoch
+unless the input is augmented. A branch is therefore cached when its modality is used, its encoder
+is frozen and `TrainConfig.embedding_cache` is on; a cached branch is not augmented (that is the
+price: to augment a frozen branch, turn the cache off).
+
+One store per branch: `<embedding_dir>/<branch>-<key>/`
+
+    features.npy       float16 [clips, *feature shape], memory-mapped: one large file, not one per clip
+                       (audio: [38, H] encoder frames; visual: [16, 68, D] ROI tokens)
+    audio_lengths.npy  int64 [clips]: the audio head masks padded frames with it
+    meta.json          the clip stems in row order, shapes, and what the key was made from
+
+The key hashes everything the features depend on: the branch, the preprocessing manifest hash (so
+the clips and their windows), the input and front-end settings, and a fingerprint of the frozen
+encoder weights themselves (a sample of every tensor), so a random-init encoder or a changed
+checkpoint never reads another's features. It covers every clip of the preprocessing cache, so one
+store serves every split and fold. Building is shared between processes (each computes every
+N-th clip into the same memory map), written under `<name>.partial/` and renamed when complete:
+an interrupted build starts over and is never mistaken for a finished one. Two runs must not build
+the same store at the same moment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fer_lib.config import ModelConfig
+from fer_lib.data.dataset import RavdessDataset, collate
+from fer_lib.models import BRANCHES, EmotionModel
+from fer_lib.training.sampler import EpochBatches
+
+FORMAT = 1
+ENCODER = {"audio": "audio_encoder", "visual": "visual_encoder"}
+# The fields of each branch config that change what forward_features computes (the rest are head settings).
+FEATURE_FIELDS = {
+    "audio": ("encoder_id", "encoder_config", "num_mel_bins", "n_fft", "win_length", "hop_length"),
+    "visual": ("encoder_id", "encoder_config", "roi_tokens"),
+}
+
+
+def cached_branches(model: EmotionModel, modalities: tuple[str, ...], enabled: bool) -> tuple[str, ...]:
+    """The modalities whose encoder output can be cached: used, encoder frozen, cache enabled."""
+    return tuple(m for m in modalities if enabled and ENCODER[m] in model.frozen)
+
+
+class FeatureStore:
+    """One branch's cached features, opened read-only and memory-mapped on first access in each process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        meta = json.loads((path / "meta.json").read_text())
+        self.branch = meta["branch"]
+        self.row = {stem: i for i, stem in enumerate(meta["stems"])}
+        self._features: Optional[np.ndarray] = None
+        self._lengths: Optional[np.ndarray] = None
+
+    def __getstate__(self):
+        # DataLoader workers receive a pickled copy: send the path, not a copy of the mapped array.
+        return {**self.__dict__, "_features": None, "_lengths": None}
+
+    def get(self, stem: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features float16, audio_lengths int64 scalar) of one clip."""
+        if self._features is None:
+            self._features = np.load(self.path / "features.npy", mmap_mode="r")
+            self._lengths = np.load(self.path / "audio_lengths.npy")
+        row = self.row[stem]
+        return torch.from_numpy(np.array(self._features[row])), torch.tensor(int(self._lengths[row]))
+
+
+def store_key(branch: str, model: EmotionModel, model_cfg: ModelConfig, manifest_hash: str) -> str:
+    branch_cfg = dataclasses.asdict(getattr(model_cfg, branch))
+    payload = {
+        "format": FORMAT,
+        "branch": branch,
+        "manifest": manifest_hash,
+        "input": dataclasses.asdict(model_cfg.input),
+        "config": {name: branch_cfg[name] for name in FEATURE_FIELDS[branch]},
+        "weights": _fingerprint(model.get_submodule(BRANCHES[ENCODER[branch]])),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def _fingerprint(module: torch.nn.Module) -> str:
+    """A hash of every tensor's name, shape and an evenly strided sample of its values (cheap for 600M weights)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().flatten()
+        sample = flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(sample.tobytes())
+    return digest.hexdigest()
+
+
+def open_or_build(branch: str, root: str | Path, model: EmotionModel, model_cfg: ModelConfig, cache_dir: str | Path,
+                  manifest_hash: str, accelerator: Accelerator, batch_size: int, num_workers: int,
+                  progress: bool = True) -> FeatureStore:
+    """The store of `branch` for this encoder and preprocessing cache, computed first if it does not exist."""
+    path = Path(root) / f"{branch}-{store_key(branch, model, model_cfg, manifest_hash)}"
+    if not (path / "meta.json").is_file():
+        _build(branch, path, model, RavdessDataset(cache_dir), accelerator, batch_size, num_workers, progress)
+    return FeatureStore(path)
+
+
+@torch.no_grad()
+def _build(branch: str, path: Path, model: EmotionModel, dataset: RavdessDataset, accelerator: Accelerator,
+           batch_size: int, num_workers: int, progress: bool) -> None:
+    partial = path.with_name(path.name + ".partial")
+    encode = _encoder(branch, model)
+    was_training = model.training
+    model.eval()
+    shape = tuple(_run(encode, collate([dataset[0]]), accelerator).shape[1:])
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        np.lib.format.open_memmap(partial / "features.npy", mode="w+", dtype=np.float16, shape=(len(dataset), *shape))
+        np.save(partial / "audio_lengths.npy", np.zeros(len(dataset), np.int64))
+    accelerator.wait_for_everyone()
+
+    sampler = EpochBatches(len(dataset), batch_size, shuffle=False, rank=accelerator.process_index,
+                           world_size=accelerator.num_processes, pad=False)
+    # A private generator: the loader's worker seed must not be drawn from the global RNG, or a run that
+    # builds the store would continue differently from one that finds it built.
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                        generator=torch.Generator())
+    features = np.load(partial / "features.npy", mmap_mode="r+")
+    lengths = np.zeros(len(dataset), np.int64)
+    rows = iter(sampler.indices())
+    bar = tqdm(loader, desc=f"caching {branch} features", unit="batch",
+               disable=not (progress and accelerator.is_local_main_process))
+    for batch in bar:
+        out = _run(encode, batch, accelerator).to(torch.float16).cpu().numpy()
+        index = [next(rows) for _ in range(len(out))]
+        features[index] = out
+        lengths[index] = batch["audio_lengths"].numpy()
+    features.flush()
+    del features
+    if accelerator.num_processes > 1:  # every process filled other rows of `lengths`: add them up
+        lengths = np.sum(accelerator.gather_object([lengths]), axis=0)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        np.save(partial / "audio_lengths.npy", lengths)
+        meta = {"branch": branch, "stems": [clip.stem for clip in dataset.clips], "shape": list(shape),
+                "dtype": "float16", "format": FORMAT}
+        (partial / "meta.json").write_text(json.dumps(meta, indent=1))
+        partial.rename(path)
+    accelerator.wait_for_everyone()
+    model.train(was_training)
+
+
+def _encoder(branch: str, model: EmotionModel):
+    if branch == "audio":
+        return lambda batch: model.audio.forward_features(batch["audio"], batch["audio_lengths"])
+    return lambda batch: model.visual.forward_features(batch["frames"], batch["landmarks"])
+
+
+def _run(encode, batch: dict, accelerator: Accelerator) -> torch.Tensor:
+    with accelerator.autocast():
+        return encode({k: v.to(accelerator.device) for k, v in batch.items() if isinstance(v, torch.Tensor)})

@@ -1,0 +1,70 @@
+"""What the loop feeds the model: cache items, trimmed to the used modalities, with cached features and
+augmentation that is a pure function of (seed, epoch, clip).
+
+The batch sampler (`EpochBatches(keyed=True)`) yields `(epoch, index)` pairs rather than bare indices, and each
+clip's augmentation draws from its own generator seeded by (seed, epoch, index). So the augmented
+input of a clip does not depend on which DataLoader worker loads it, on how many batches were
+skipped when resuming mid-epoch, or on the model's own use of the global RNG (dropout): a resumed
+run sees exactly the inputs an uninterrupted one would. (The Dataset's built-in augmentation uses
+the global generator, which would tie all three together; its augment functions take a generator.)
+
+A branch with cached features gets `<branch>_features` in place of its raw input. When every used
+branch is cached, no cache file is opened at all: label and actor come from the file name.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fer_lib.data.dataset import RavdessDataset, augment_audio, augment_frames
+from fer_lib.training.embedding_cache import FeatureStore
+
+RAW_INPUTS = {"audio": ("audio",), "visual": ("frames", "landmarks")}
+
+
+class TrainingItems(Dataset):
+    def __init__(self, clips: RavdessDataset, modalities: tuple[str, ...], stores: dict[str, FeatureStore],
+                 augment: bool, seed: int):
+        if clips.augment:
+            raise ValueError("pass the dataset with augment=False; TrainingItems augments (see module docstring)")
+        self.clips, self.modalities, self.stores, self.seed = clips, modalities, stores, seed
+        self.augmented = tuple(m for m in modalities if augment and m not in stores)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        clip = self.clips.clips[index]
+        if all(m in self.stores for m in self.modalities):
+            item = {"label": torch.tensor(clip.label), "actor": torch.tensor(clip.actor), "path": str(clip.path)}
+        else:
+            item = self.clips[index]
+        generator = self._generator(epoch, index) if self.augmented else None
+        if "visual" in self.augmented:
+            item["frames"], item["landmarks"] = augment_frames(item["frames"], item["landmarks"], generator)
+        if "audio" in self.augmented:
+            audio, length = augment_audio(item["audio"], int(item["audio_lengths"]), generator)
+            item["audio"], item["audio_lengths"] = audio, torch.tensor(length)
+        for branch, store in self.stores.items():
+            item[f"{branch}_features"], lengths = store.get(clip.stem)
+            item.setdefault("audio_lengths", lengths)  # a loaded item has its own (augmented) lengths
+        for modality, keys in RAW_INPUTS.items():
+            if modality not in self.modalities or modality in self.stores:
+                for name in keys:
+                    item.pop(name, None)
+        return item
+
+    def _generator(self, epoch: int, index: int) -> Optional[torch.Generator]:
+        seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+        return torch.Generator().manual_seed(seed)
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack every tensor field (whichever the items carry); strings become lists."""
+    return {k: torch.stack([item[k] for item in items]) if isinstance(items[0][k], torch.Tensor)
+            else [item[k] for item in items] for k in items[0]}

@@ -1,0 +1,103 @@
+"""Per-epoch metrics a person can open: metrics.csv, metrics.json, curves.png, and optionally W&B.
+
+All three files are rewritten whole after every epoch (through a temp file and a rename), so a
+disconnect leaves the previous complete version, never a torn row. On resume the log is reloaded
+and cut back to the epochs the checkpoint has, so an epoch that was logged but not checkpointed
+before a crash is not listed twice.
+
+W&B is off by default and imported only when asked for. It never stops at a prompt: the key comes
+from the Colab secret WANDB_API_KEY or the environment variable of that name; without one the run
+is logged offline (`wandb sync` uploads it later); without the package it is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+from matplotlib.figure import Figure
+
+from fer_lib.colab import colab_secret
+
+COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_uar", "val_macro_f1", "lr",
+           "epoch_time_s")
+
+
+class MetricsLog:
+    def __init__(self, run_dir: str | Path, epochs_done: int = 0):
+        self.run_dir = Path(run_dir)
+        path = self.run_dir / "metrics.json"
+        rows = json.loads(path.read_text()) if path.is_file() else []
+        self.rows: list[dict] = [row for row in rows if row["epoch"] <= epochs_done]
+        self.wandb = None
+
+    def start_wandb(self, project: str, run_name: str, config: dict) -> str:
+        """Open a W&B run (resumed by name); returns a line saying where it logs."""
+        try:
+            import wandb
+        except ImportError:
+            return "W&B requested but the wandb package is not installed (pip install wandb): not logging to W&B"
+        key = colab_secret("WANDB_API_KEY") or os.environ.get("WANDB_API_KEY")
+        mode = "online" if key else "offline"
+        if key:
+            wandb.login(key=key, verify=False)
+        self.wandb = wandb.init(project=project, name=run_name, id=run_name, resume="allow", config=config,
+                                dir=str(self.run_dir), mode=mode)
+        where = f"project {project!r}" if key else f"offline under {self.run_dir / 'wandb'} (no WANDB_API_KEY)"
+        return f"W&B: {where}"
+
+    def log(self, row: dict) -> None:
+        self.rows.append({name: row[name] for name in COLUMNS})
+        self._write_json()
+        self._write_csv()
+        self._plot()
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+    def finish(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+    def _write_json(self) -> None:
+        _atomic_write(self.run_dir / "metrics.json", json.dumps(self.rows, indent=2))
+
+    def _write_csv(self) -> None:
+        tmp = self.run_dir / "metrics.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        tmp.replace(self.run_dir / "metrics.csv")
+
+    def _plot(self) -> None:
+        # A bare Figure (no pyplot) renders with Agg and leaves the notebook's backend alone.
+        epochs = [row["epoch"] for row in self.rows]
+        fig = Figure(figsize=(11, 4), layout="constrained")
+        loss, acc = fig.subplots(1, 2)
+        for key, label in (("train_loss", "train"), ("val_loss", "val")):
+            loss.plot(epochs, [row[key] for row in self.rows], marker=".", label=label)
+        for key, label in (("train_acc", "train acc"), ("val_acc", "val acc (WAR)"), ("val_uar", "val UAR"),
+                           ("val_macro_f1", "val macro-F1")):
+            acc.plot(epochs, [row[key] for row in self.rows], marker=".", label=label)
+        loss.set(title="loss", xlabel="epoch")
+        acc.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+        for ax in (loss, acc):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        tmp = self.run_dir / "curves.tmp.png"
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(self.run_dir / "curves.png")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def best_row(rows: list[dict], metric: str) -> Optional[dict]:
+    """The logged epoch with the highest validation `metric` (macro_f1 | uar); the earliest on ties."""
+    return max(rows, key=lambda row: row[f"val_{metric}"], default=None)

@@ -1,0 +1,213 @@
+"""The training loop: epochs of accumulated, clipped, mixed-precision steps; validation; early stopping; checkpoints.
+
+What Accelerate does here, and what is written by hand (and why):
+- Accelerate: device placement (`prepare`), precision (bf16 autocast on Ampere or newer, fp16 autocast
+  with a GradScaler on older CUDA cards, fp32 on CPU), DDP wrapping and the process group under
+  `torchrun` / `accelerate launch` (gloo on CPU), `no_sync` while accumulating, gradient clipping
+  (unscaled first under fp16), skipped-step detection, gathering validation results.
+- By hand, the loss normalisation of gradient accumulation: `Accelerator.backward` divides every loss
+  by `gradient_accumulation_steps`, also in an epoch's last, shorter window (10 batches with 4 per
+  step: the last 2 would count half). Here each loss is divided by the size of its own window, so
+  every optimizer step follows the mean gradient of the batches it took.
+- By hand, the LR scheduler step: a prepared scheduler steps `num_processes` times per call (it
+  assumes a schedule sized on the undivided loader); ours is sized on this process's batches.
+- Checkpoints and data order: see checkpoint.py and sampler.py.
+
+Checkpoints: `last` at the end of every epoch and, with `checkpoint_every_steps` N, every N optimizer
+steps inside an epoch (always at the end of an accumulation window, so no gradient is pending);
+`best` whenever the validation metric (`early_stopping_metric`) improves. Resuming mid-epoch
+regenerates the epoch's order and skips the batches already trained, restores the RNG states and
+the running sums of the epoch's train metrics: the resumed run computes exactly what the
+uninterrupted one would. Metrics are logged before the epoch's checkpoint, so a crash between the
+two redoes the epoch and its row is replaced, not duplicated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, send_to_device
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fer_lib.metrics import classification_metrics
+from fer_lib.training import checkpoint
+from fer_lib.training.items import TrainingItems, collate
+from fer_lib.training.logging import MetricsLog
+from fer_lib.training.optim import build_scheduler
+from fer_lib.training.sampler import EpochBatches
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved as trainer_state.json in every checkpoint."""
+
+    epoch: int = 0  # the epoch being trained (0-based); equals the epochs completed when batches_done == 0
+    step: int = 0  # optimizer steps done
+    batches_done: int = 0  # batches of `epoch` done (a mid-epoch checkpoint)
+    best_metric: Optional[float] = None
+    best_epoch: Optional[int] = None  # 1-based, as in metrics.csv
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+    loss_sum: float = 0.0  # running sums of the unfinished epoch's train metrics, over all processes
+    correct: float = 0.0
+    seen: float = 0.0
+    world_size: int = 1
+
+
+class Trainer:
+    def __init__(self, *, model, optimizer, accelerator: Accelerator, train_items: TrainingItems,
+                 val_items: TrainingItems, train_cfg, config: dict, split: dict, run_dir: Path, log: MetricsLog,
+                 progress: Progress, modalities: tuple[str, ...], num_workers: int, show_progress: bool = True):
+        self.model, self.optimizer, self.accelerator = model, optimizer, accelerator
+        self.cfg, self.config, self.split, self.run_dir, self.log = train_cfg, config, split, run_dir, log
+        self.progress, self.modalities, self.show_progress = progress, modalities, show_progress
+        rank, world = accelerator.process_index, accelerator.num_processes
+        self.train_sampler = EpochBatches(len(train_items), train_cfg.batch_size, seed=train_cfg.seed, rank=rank,
+                                          world_size=world, keyed=True)
+        val_sampler = EpochBatches(len(val_items), train_cfg.batch_size, shuffle=False, rank=rank, world_size=world,
+                                   pad=False, keyed=True)
+        self.train_loader = _loader(train_items, self.train_sampler, num_workers)
+        self.val_loader = _loader(val_items, val_sampler, num_workers)
+        self.batches_per_epoch = self.train_sampler.batches_per_epoch()
+        self.scheduler = build_scheduler(optimizer, train_cfg, self.steps_per_epoch)
+        # Running train sums of this process (loss * clips, correct, clips), kept on the device: no sync per batch.
+        self.sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+        if accelerator.is_main_process:  # a resumed epoch's sums so far, over all processes, count once
+            self.sums += torch.tensor([progress.loss_sum, progress.correct, progress.seen], device=accelerator.device)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.cfg.grad_accum_steps)
+
+    def fit(self) -> Progress:
+        """Train until max_epochs or early stopping; returns the final progress."""
+        p = self.progress
+        while p.epoch < self.cfg.max_epochs and p.bad_epochs < self.cfg.early_stopping_patience:
+            start = time.perf_counter()
+            train_loss, train_acc = self._train_epoch(p.epoch)
+            val = self.evaluate()
+            lr = next(group["lr"] for group in self.optimizer.param_groups if group["name"] == "heads")
+            metric = val[self.cfg.early_stopping_metric]
+            improved = p.best_metric is None or metric > p.best_metric
+            p.epoch += 1
+            p.batches_done = 0
+            if improved:
+                p.best_metric, p.best_epoch, p.bad_epochs = metric, p.epoch, 0
+            else:
+                p.bad_epochs += 1
+            row = {"epoch": p.epoch, "step": p.step, "train_loss": train_loss, "train_acc": train_acc,
+                   "val_loss": val["loss"], "val_acc": val["war"], "val_uar": val["uar"],
+                   "val_macro_f1": val["macro_f1"], "lr": lr, "epoch_time_s": round(time.perf_counter() - start, 3)}
+            if self.accelerator.is_main_process:
+                self.log.log(row)
+                tqdm.write(_summary(row, self.cfg.early_stopping_metric, improved))
+            self.save(("last", "best") if improved else ("last",))
+        return p
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        p, accum, n = self.progress, self.cfg.grad_accum_steps, self.batches_per_epoch
+        self.train_sampler.set_epoch(epoch, skip=p.batches_done)
+        self.model.train()
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.max_epochs}", unit="batch",
+                   initial=p.batches_done, total=n, leave=False,
+                   disable=not (self.show_progress and self.accelerator.is_main_process))
+        for i, batch in enumerate(bar, start=p.batches_done):
+            window_start = i - i % accum
+            window = min(accum, n - window_start)  # the last window of an epoch may be shorter
+            steps_now = i == window_start + window - 1
+            batch = send_to_device(batch, self.accelerator.device)
+            with nullcontext() if steps_now else self.accelerator.no_sync(self.model):
+                out = self.model(batch, modalities=self.modalities)
+                self.accelerator.backward(out.loss / window)
+            labels = batch["label"]
+            self.sums += torch.stack([out.loss.detach().double() * len(labels),
+                                      (out.logits.argmax(-1) == labels).sum().double(),
+                                      torch.tensor(len(labels), dtype=torch.float64, device=labels.device)])
+            if steps_now:
+                self._optimizer_step()
+                p.batches_done = i + 1
+                every = self.cfg.checkpoint_every_steps
+                if every and p.step % every == 0 and p.batches_done < n:
+                    self.save(("last",))
+        loss_sum, correct, seen = self.accelerator.reduce(self.sums, "sum").tolist()
+        self.sums.zero_()
+        return loss_sum / seen, correct / seen
+
+    def _optimizer_step(self) -> None:
+        self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        if not self.accelerator.optimizer_step_was_skipped:  # fp16: an overflowing step is skipped by the scaler
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step += 1
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss, WAR, UAR and macro-F1 over all processes (each clip counted once)."""
+        # The bare model: DDP's forward would wait for the other processes, whose shares may differ by a batch.
+        model = self.accelerator.unwrap_model(self.model).eval()
+        loss_sum, labels, predictions = 0.0, [], []
+        for batch in self.val_loader:
+            batch = send_to_device(batch, self.accelerator.device)
+            with self.accelerator.autocast():
+                out = model(batch, modalities=self.modalities)
+            loss_sum += out.loss.item() * len(batch["label"])
+            labels += batch["label"].tolist()
+            predictions += out.logits.argmax(-1).tolist()
+        parts = gather_object([(loss_sum, labels, predictions)])
+        labels = [y for _, ys, _ in parts for y in ys]
+        predictions = [y for _, _, ys in parts for y in ys]
+        return {"loss": sum(part[0] for part in parts) / len(labels), **classification_metrics(labels, predictions)}
+
+    def save(self, names: tuple[str, ...]) -> None:
+        """Write checkpoints `names` (rank 0 writes; every process contributes its RNG state and sums)."""
+        rng = gather_object([checkpoint.rng_state()])
+        loss_sum, correct, seen = self.accelerator.reduce(self.sums.clone(), "sum").tolist()
+        progress = dataclasses.replace(self.progress, loss_sum=loss_sum, correct=correct, seen=seen,
+                                       world_size=self.accelerator.num_processes)
+        if self.accelerator.is_main_process:
+            scaler = self.accelerator.scaler
+            checkpoint.save(
+                checkpoint.Checkpoint(
+                    weights=self.accelerator.unwrap_model(self.model).trainable_state_dict(),
+                    state={"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                           "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng},
+                    progress=dataclasses.asdict(progress),
+                    config=self.config,
+                    split=self.split,
+                ),
+                self.run_dir,
+                names,
+            )
+        self.accelerator.wait_for_everyone()
+
+    def restore(self, state: dict) -> None:
+        """Optimizer, scheduler, scaler and this process's RNG state from a checkpoint's training_state."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.accelerator.scaler is not None and state["scaler"] is not None:
+            self.accelerator.scaler.load_state_dict(state["scaler"])
+        rngs = state["rng"]
+        checkpoint.set_rng_state(rngs[self.accelerator.process_index % len(rngs)])
+
+
+def _loader(items: TrainingItems, sampler: EpochBatches, num_workers: int) -> DataLoader:
+    # A private generator: otherwise each epoch's iterator would draw its worker seed from the global
+    # RNG, which dropout also uses, and a resumed run would drift from an uninterrupted one.
+    return DataLoader(items, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                      generator=torch.Generator())
+
+
+def _summary(row: dict, metric: str, improved: bool) -> str:
+    return (f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f}  "
+            f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.3f} uar {row['val_uar']:.3f} "
+            f"f1 {row['val_macro_f1']:.3f}  {row['epoch_time_s']:.1f}s{'  * best ' + metric if improved else ''}")

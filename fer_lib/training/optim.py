@@ -1,0 +1,43 @@
+"""AdamW with two learning rates, and the warmup + cosine schedule.
+
+Parameter groups:
+- a pretrained backbone that is being fine-tuned (a branch with a hub id/directory that is not
+  frozen: SigLIP2 in stage 3, LFM2-700M in `full`) learns at `backbone_lr`: its weights are already
+  good and a head-sized step would wreck them;
+- everything else that trains (heads, fusion, random-init backbones) learns at `lr`.
+Biases and normalisation weights (1-D tensors) get no weight decay, as is usual for transformers.
+
+The schedule is transformers' linear warmup over `warmup_ratio` of all optimizer steps, then cosine
+decay to zero at the last step of `max_epochs` (early stopping may end the run before that).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import get_cosine_schedule_with_warmup
+
+from fer_lib.config import TrainConfig
+from fer_lib.models import BRANCHES, EmotionModel
+
+
+def build_optimizer(model: EmotionModel, cfg: TrainConfig) -> torch.optim.AdamW:
+    finetuned = tuple(BRANCHES[branch] + "." for branch in model.pretrained_sources() if branch not in model.frozen)
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((name.startswith(finetuned), param.ndim >= 2), []).append(param)
+    return torch.optim.AdamW(
+        [
+            {"params": params, "lr": cfg.backbone_lr if backbone else cfg.lr, "name": "backbone" if backbone else "heads",
+             "weight_decay": cfg.weight_decay if decayed else 0.0}
+            for (backbone, decayed), params in sorted(groups.items())
+        ]
+    )
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.max_epochs * steps_per_epoch
+    return get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), total)

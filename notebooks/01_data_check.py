@@ -1,0 +1,83 @@
+# %% [markdown]
+# # 01 · Data check: what is on Drive, what the model will see
+#
+# RAVDESS users most often get lost here, so this notebook says exactly what it found and what it
+# expected. It
+# 1. finds RAVDESS under `ravdess/` on Drive: the `Video_Speech_Actor_XX.zip` files (unpacked once)
+#    or the `Actor_XX/` folders — 60 audio-visual speech clips per actor, 1440 in all;
+# 2. opens every clip and reports each one it cannot use, and why (bad name, truncated file, no audio…);
+# 3. shows one clip as preprocessing sees it: the face box and landmarks over time, the face crops,
+#    and the audio window;
+# 4. builds (or resumes) the one-time preprocessing cache, then copies it to the runtime's local disk.
+#
+# With `SMOKE = True` it runs on synthetic RAVDESS-format clips instead (what the tests do).
+
+# %%
+import subprocess, sys
+if "google.colab" in sys.modules:  # fresh Colab runtime: fetch the code, importable without a restart
+    subprocess.run("git -C /content/fer_lib pull -q || git clone -q --depth 1 https://github.com/OWNER/REPO /content/fer_lib", shell=True, check=True)  # OWNER/REPO: placeholder
+    sys.path.insert(0, "/content/fer_lib")
+    from fer_lib.colab import install_requirements; install_requirements()
+# %% tags=["parameters"]
+ROOT = None  # Drive root of drive_layout.md; None = MyDrive/fer in Colab, ./demo_out elsewhere
+LOCAL = None  # the runtime's fast disk for hot copies; None = /content/fer_local in Colab
+SMOKE = False  # True: synthetic clips when ravdess/ is empty, so the notebook runs anywhere
+WORKERS = 2  # preprocessing processes (a Colab A100 runtime has 12 CPU cores)
+
+# %%
+from IPython.display import Audio, display
+
+from fer_lib import demo, plots
+from fer_lib.colab import mount_drive
+from fer_lib.data.dataset import copy_cache_to_local
+from fer_lib.data.index import check_data, expected_counts
+from fer_lib.paths import default_layout
+from fer_lib.preprocess import inspect_clip, preprocess
+
+mount_drive()
+layout = default_layout(ROOT, LOCAL).create()
+if SMOKE:
+    demo.ensure_clips(layout)
+
+# %% [markdown]
+# ## Integrity report
+# Every file under `ravdess/` is indexed from its name (`modality-vocal-emotion-intensity-statement-repetition-actor`)
+# and opened. Video-only (`02-…`) and song files are counted and set aside; anything unusable is listed
+# with its reason and saved as `report.json` / `problems.csv` next to the cache.
+
+# %%
+index = check_data(layout.ravdess, out_dir=layout.preprocessed)
+
+# %% [markdown]
+# Each cell counts the clips of one actor and emotion; green means all expected clips are there
+# (4 for neutral, which has no strong intensity, 8 for the others).
+
+# %%
+display(plots.counts_heatmap(index.counts(), expected_counts()))
+
+# %% [markdown]
+# ## One clip through the preprocessing
+# One 3-second window is placed on the speech (by audio energy) and shared by both modalities. In that
+# window, 16 frames are taken; MTCNN finds the face on a few downscaled keyframes and tracks it on all 16,
+# giving a face box (dashed where the face was filled in from its neighbours) and 5 landmarks per frame.
+
+# %%
+sample = inspect_clip(index.clips[0].path)
+print(f"{index.clips[0].path.name}: window starts at {sample.window_start:.2f} s, "
+      f"face found on {sample.detected.sum()} of {len(sample.detected)} frames")
+display(plots.face_track_figure(sample.frames, sample.boxes, sample.landmarks, sample.detected))
+display(plots.landmark_strip_figure(sample.crops, sample.crop_landmarks, title="the 224x224 face crops the model sees"))
+display(Audio(sample.audio, rate=sample.sample_rate))
+
+# %% [markdown]
+# ## The preprocessing cache
+# Decoding mp4 files and finding faces on every epoch is what makes naive training slow, so every clip
+# is decoded once into one cache file. The run resumes where it stopped; a re-run with nothing new
+# takes seconds. Changing a preprocessing parameter needs a new cache folder: the manifest refuses to
+# mix two settings. Many small files on Drive are slow to read, so the cache is then copied to the
+# runtime's local disk, where training reads it.
+
+# %%
+summary = preprocess(layout.ravdess, layout.preprocessed, workers=WORKERS)
+copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
+print(f"cache ready for training: {layout.local_preprocessed}")

@@ -1,0 +1,57 @@
+# %% [markdown]
+# # 05 · Emotions over time in your own video
+#
+# Any mp4 or mov, of any length or frame rate, with or without sound. A window of the training length
+# (3 s) slides over the clip; each window gets emotion probabilities, and the overall label is their
+# mean. Without an audio track the model runs visual-only; without a face, audio-only (with a warning).
+#
+# In Colab, leave `VIDEO = None` to upload a clip, or give a path on Drive.
+
+# %%
+import subprocess, sys
+if "google.colab" in sys.modules:  # fresh Colab runtime: fetch the code, importable without a restart
+    subprocess.run("git -C /content/fer_lib pull -q || git clone -q --depth 1 https://github.com/OWNER/REPO /content/fer_lib", shell=True, check=True)  # OWNER/REPO: placeholder
+    sys.path.insert(0, "/content/fer_lib")
+    from fer_lib.colab import install_requirements; install_requirements()
+# %% tags=["parameters"]
+ROOT = None  # Drive root of drive_layout.md; None = MyDrive/fer in Colab, ./demo_out elsewhere
+LOCAL = None  # the runtime's fast disk for hot copies; None = /content/fer_local in Colab
+RUN_NAME = "lightweight"  # the run whose best checkpoint predicts
+VIDEO = None  # a video path; None: upload one (Colab)
+SMOKE = False  # True: a tiny run and a long synthetic clip, so the notebook runs anywhere
+
+# %%
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Image, Markdown, display
+
+from fer_lib import demo
+from fer_lib.colab import mount_drive, upload_file
+from fer_lib.data import synthetic
+from fer_lib.paths import default_layout
+from fer_lib.predict import predict_video
+
+mount_drive()
+layout = default_layout(ROOT, LOCAL).create()
+if SMOKE:
+    RUN_NAME = demo.SMOKE_RUN
+    demo.ensure_clips(layout)
+    demo.ensure_cache(layout)
+    demo.ensure_run(layout, RUN_NAME, epochs=2)
+    VIDEO = VIDEO or synthetic.write_clip(layout.local / "long_clip.mp4",
+                                          synthetic.draw_spec(3, 1, "av", np.random.default_rng(0), seconds=9.0))
+VIDEO = Path(VIDEO or upload_file(layout.local))
+
+# %% [markdown]
+# ## Predict
+# Outputs go to `predictions/<video name>/` on Drive: `windows.csv` (one row per window), `timeline.png`,
+# `prediction.json` (the overall label) and `faces.png` (the face crops the model saw).
+
+# %%
+result = predict_video(VIDEO, layout.run(RUN_NAME))  # into predictions/<video name>/ beside runs/
+out_dir = Path(result["out_dir"])
+display(Image(filename=str(out_dir / "timeline.png")))
+if "faces" in result["files"]:
+    display(Image(filename=str(out_dir / result["files"]["faces"])))
+display(Markdown(f"**Overall: {result['label']}**"))

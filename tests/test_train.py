@@ -1,0 +1,388 @@
+"""Training, end to end on real files: synthetic mp4 -> preprocessing cache -> tiny model -> checkpoints on disk.
+
+Most tests train the `tiny` preset for an epoch or two on the shared 10-clip cache of conftest.py
+(train = actor 1, 4 clips; val = actor 2, 3 clips). The learnability tests build their own caches
+(module fixture `signal_caches`): 6 actors, the label carried by both modalities, by the audio only,
+or by the face only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer_lib.config import ModelConfig, TrainConfig, from_dict, get_preset
+from fer_lib.metrics import classification_metrics
+from fer_lib.models import BRANCHES, CheckpointMismatchError, build_model
+from fer_lib.train import main, train
+from fer_lib.training import checkpoint
+from fer_lib.training.checkpoint import CheckpointError
+from fer_lib.training.logging import COLUMNS, MetricsLog
+from fer_lib.training.loop import Trainer
+from fer_lib.training.sampler import EpochBatches
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quick_config(**overrides) -> TrainConfig:
+    """A tiny run: one clip per batch, no loader workers, no warmup."""
+    base = dict(batch_size=1, grad_accum_steps=1, max_epochs=1, lr=1e-3, num_workers=0, warmup_ratio=0.0,
+                augment=False, early_stopping_patience=50, seed=7)
+    return TrainConfig(**{**base, **overrides})
+
+
+def without_dropout(cfg: ModelConfig) -> ModelConfig:
+    cfg.audio.dropout = cfg.visual.dropout = cfg.classifier.dropout = 0.0
+    return cfg
+
+
+def frozen_encoders(cfg: ModelConfig) -> ModelConfig:
+    cfg.audio.freeze_encoder = cfg.visual.freeze_encoder = True
+    return cfg
+
+
+def metrics_without_time(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in json.loads((run_dir / "metrics.json").read_text())]
+
+
+# --------------------------------------------------------------------------------------------
+# Pure pieces
+# --------------------------------------------------------------------------------------------
+
+
+def test_metrics_war_uar_macro_f1():
+    labels = [0, 0, 0, 0, 1, 1]
+    predictions = [0, 0, 0, 0, 0, 1]
+    m = classification_metrics(labels, predictions)
+    assert m["war"] == pytest.approx(5 / 6)
+    assert m["uar"] == pytest.approx((1.0 + 0.5) / 2)
+    f1_class0 = 2 * (4 / 5) * 1.0 / (4 / 5 + 1.0)
+    f1_class1 = 2 * 1.0 * 0.5 / 1.5
+    assert m["macro_f1"] == pytest.approx((f1_class0 + f1_class1) / 2)
+    with pytest.raises(ValueError):
+        classification_metrics([0, 1], [0])
+
+
+def test_data_order_is_a_function_of_seed_and_epoch():
+    sampler = EpochBatches(10, batch_size=3, seed=5)
+    sampler.set_epoch(0)
+    epoch0 = list(sampler)
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert sorted(i for b in epoch0 for i in b) == list(range(10)) and epoch0 != epoch1
+    sampler.set_epoch(0, skip=2)
+    assert list(sampler) == epoch0[2:] and len(sampler) == 2  # resume mid-epoch: the same remaining batches
+    again = EpochBatches(10, batch_size=3, seed=5)
+    again.set_epoch(1)
+    assert list(again) == epoch1
+
+    shards = [EpochBatches(10, 3, seed=5, rank=r, world_size=3) for r in range(3)]  # DDP: padded, equal shares
+    for shard in shards:
+        shard.set_epoch(0)
+    assert {len(list(s)) for s in shards} == {2}
+    assert set(i for s in shards for i in s.indices()) == set(range(10))
+    evaluation = [EpochBatches(10, 3, shuffle=False, rank=r, world_size=3, pad=False) for r in range(3)]
+    assert sorted(i for s in evaluation for i in s.indices()) == list(range(10))  # each clip exactly once
+
+
+def test_wandb_never_prompts_offline_without_a_key(tmp_path, monkeypatch):
+    calls = {}
+
+    class FakeWandb:
+        @staticmethod
+        def login(**kwargs):
+            calls["login"] = kwargs
+
+        @staticmethod
+        def init(**kwargs):
+            calls["init"] = kwargs
+            return None
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setitem(sys.modules, "wandb", FakeWandb)
+    line = MetricsLog(tmp_path).start_wandb("proj", "run1", {"a": 1})
+    assert calls["init"]["mode"] == "offline" and "login" not in calls and "offline" in line
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    MetricsLog(tmp_path).start_wandb("proj", "run1", {"a": 1})
+    assert calls["init"]["mode"] == "online" and calls["login"]["key"] == "k" * 40
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed: a note, no exception
+    assert "not installed" in MetricsLog(tmp_path).start_wandb("proj", "run1", {})
+
+
+# --------------------------------------------------------------------------------------------
+# One short real run, inspected from several sides
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def short_run(synthetic_cache, tmp_path_factory):
+    save = tmp_path_factory.mktemp("runs")
+    result = train(synthetic_cache.root, save, "tiny", quick_config(max_epochs=2, augment=True), show_progress=False)
+    return result
+
+
+def test_run_folder_layout_metrics_and_checkpoints(short_run, synthetic_cache):
+    run = short_run.run_dir
+    for name in ("config.json", "split.json", "metrics.csv", "metrics.json", "curves.png"):
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    assert header.split(",") == list(COLUMNS) and len(rows) == 2
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics] == [1, 2] and all(0 <= row["val_acc"] <= 1 for row in metrics)
+
+    split = json.loads((run / "split.json").read_text())
+    assert split["train"] == [1] and split["val"] == [2] and split["test"] == [3]
+    assert split["manifest_hash"] == synthetic_cache.summary["manifest_hash"]
+
+    for name in ("last", "best"):
+        folder = run / "checkpoints" / name
+        assert sorted(p.name for p in folder.iterdir()) == sorted(checkpoint.FILES)
+        state = torch.load(folder / checkpoint.STATE, weights_only=True)  # no pickled code needed
+        assert {"optimizer", "scheduler", "scaler", "rng"} <= set(state)
+    ckpt = checkpoint.load(run / "checkpoints" / "last")
+    assert ckpt.progress["epoch"] == 2 and ckpt.progress["step"] == 8 and ckpt.progress["batches_done"] == 0
+    model_cfg = from_dict(ModelConfig, ckpt.config["model"])
+    model = build_model(model_cfg)
+    model.load_trainable_state_dict(ckpt.weights)  # strict: every trainable weight is there
+    assert set(ckpt.weights) == set(model.trainable_state_dict())
+    assert TrainConfig(**ckpt.config["train"]).max_epochs == 2
+    assert not any(p.name.startswith(".") for p in (run / "checkpoints").iterdir())  # no staging left
+
+
+def test_failed_copy_keeps_the_previous_last(short_run, monkeypatch):
+    run = short_run.run_dir
+    before = checkpoint.load(run / "checkpoints" / "last")
+    changed = dataclasses.replace(before, weights={k: v + 1 for k, v in before.weights.items()},
+                                  progress={**before.progress, "step": 999})
+    real_copy = checkpoint.shutil.copyfile
+
+    def copy_half_then_fail(src, dst, *args, **kwargs):
+        if Path(src).name == checkpoint.WEIGHTS:  # Drive full halfway through the largest file
+            data = Path(src).read_bytes()
+            Path(dst).write_bytes(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.shutil, "copyfile", copy_half_then_fail)
+    with pytest.raises(CheckpointError, match="previous 'last' is kept"):
+        checkpoint.save(changed, run, ("last",))
+    monkeypatch.undo()
+    after = checkpoint.load(run / "checkpoints" / "last")
+    assert after.progress == before.progress
+    assert all(torch.equal(after.weights[k], before.weights[k]) for k in before.weights)
+    assert not any(p.name.startswith(".") for p in (run / "checkpoints").iterdir())
+
+    # A crash between the two renames of the swap leaves `.last.old`: it is put back.
+    (run / "checkpoints" / "last").rename(run / "checkpoints" / ".last.old")
+    assert checkpoint.find(run) == run / "checkpoints" / "last"
+    assert checkpoint.load(run / "checkpoints" / "last").progress == before.progress
+
+
+def test_rerun_continues_and_refuses_another_config(short_run, synthetic_cache, capsys):
+    run = short_run.run_dir
+    args = ["--data_dir", str(synthetic_cache.root), "--save_dir", str(run.parent), "--config_type", "tiny",
+            "--batch_size", "1", "--grad_accum_steps", "1", "--max_epochs", "2", "--lr", "1e-3", "--num_workers", "0",
+            "--warmup_ratio", "0", "--early_stopping_patience", "50", "--seed", "7"]
+    before = (run / "metrics.json").read_text()
+    assert main(args) == 0  # the same command (augmentation was on there too): finished, nothing to do
+    out = capsys.readouterr().out
+    assert f"run folder: {run}" in out and "resuming" in out and "best checkpoint" in out
+    assert (run / "metrics.json").read_text() == before
+
+    assert main(args + ["--run_name", run.name, "--lr", "5e-4"]) == 2  # another config into this folder
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "lr" in err and "\n" not in err and "Traceback" not in err
+    assert (run / "metrics.json").read_text() == before
+
+    assert main(args + ["--batch_size", "0"]) == 2
+    assert "batch_size" in capsys.readouterr().err
+    assert main(args[:1] + [str(run / "nowhere")] + args[2:]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(args + ["--config_type", "lightweight", "--resume_from", str(run / "checkpoints" / "best")]) == 2
+    assert "holds a 'tiny' model" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_architecture_is_refused(short_run, synthetic_cache, tmp_path):
+    other = get_preset("tiny")
+    other.classifier.hidden_dims = (32,)
+    with pytest.raises(CheckpointMismatchError):
+        train(synthetic_cache.root, tmp_path, other,
+              quick_config(resume_from=str(short_run.run_dir / "checkpoints" / "best")), show_progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient accumulation, resume, warm start
+# --------------------------------------------------------------------------------------------
+
+
+def test_accumulation_normalises_the_last_partial_window(synthetic_cache, tmp_path, monkeypatch):
+    """4 batches, accumulation 3: windows of 3 and 1; each step's gradient is the mean over its own window."""
+    model_cfg = without_dropout(get_preset("tiny"))
+    recorded = []
+    real_step = Trainer._optimizer_step
+
+    def record(self):
+        model = self.accelerator.unwrap_model(self.model)
+        recorded.append(({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+                         {k: v.clone() for k, v in model.state_dict().items()}))
+        real_step(self)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", record)
+    cfg = quick_config(grad_accum_steps=3, modalities="a")
+    result = train(synthetic_cache.root, tmp_path, model_cfg, cfg, show_progress=False)
+    assert len(recorded) == 2  # 2 optimizer steps for 4 batches
+
+    # Recompute each window's mean gradient from the same weights and the same clips, in the same order.
+    from fer_lib.data.dataset import RavdessDataset
+    from fer_lib.training.items import TrainingItems, collate
+
+    split = json.loads((result.run_dir / "split.json").read_text())
+    dataset = RavdessDataset(synthetic_cache.root, actors=split["train"])
+    items = TrainingItems(dataset, ("audio",), {}, augment=False, seed=cfg.seed)
+    order = EpochBatches(len(dataset), 1, seed=cfg.seed).indices()
+    for (grads, weights), window in zip(recorded, (order[:3], order[3:])):
+        model = build_model(model_cfg)
+        model.load_state_dict(weights)
+        model.train()
+        loss = sum(model(collate([items[(0, i)]]), ("audio",)).loss for i in window) / len(window)
+        loss.backward()
+        for name, param in model.named_parameters():
+            if name in grads:
+                torch.testing.assert_close(grads[name], param.grad, rtol=1e-4, atol=1e-6 * param.grad.abs().max().item())
+
+
+def test_resume_mid_epoch_matches_an_uninterrupted_run(synthetic_cache, tmp_path, monkeypatch):
+    """Crash during epoch 2 after a mid-epoch checkpoint; rerunning ends with exactly the same metrics and weights."""
+    cfg = quick_config(max_epochs=2, augment=True, checkpoint_every_steps=1)
+    model_cfg = get_preset("tiny")
+    model_cfg.fusion.modality_dropout = 0.3  # the RNG of the model's own draws must resume too
+    whole = train(synthetic_cache.root, tmp_path / "whole", model_cfg, cfg, show_progress=False)
+
+    real_step = Trainer._optimizer_step
+    calls = {"n": 0}
+
+    def crash_at_step_7(self):
+        calls["n"] += 1
+        if calls["n"] == 7:  # epoch 2, batch 3 of 4: the checkpoint after batch 2 is the last one
+            raise RuntimeError("injected crash")
+        real_step(self)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", crash_at_step_7)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        train(synthetic_cache.root, tmp_path / "split", model_cfg, cfg, show_progress=False)
+    monkeypatch.undo()
+    run = tmp_path / "split" / whole.run_dir.name
+    saved = checkpoint.load(run / "checkpoints" / "last").progress
+    assert (saved["epoch"], saved["batches_done"], saved["step"]) == (1, 2, 6)
+
+    resumed = train(synthetic_cache.root, tmp_path / "split", model_cfg, cfg, show_progress=False)
+    assert resumed.run_dir == run
+    assert metrics_without_time(run) == metrics_without_time(whole.run_dir)
+    a = checkpoint.load(whole.run_dir / "checkpoints" / "last")
+    b = checkpoint.load(run / "checkpoints" / "last")
+    assert a.progress == b.progress
+    for name in a.weights:
+        assert torch.equal(a.weights[name], b.weights[name]), name
+
+
+def test_warm_start_with_a_thawed_encoder(synthetic_cache, tmp_path, capsys):
+    """Stage 3: start from a checkpoint trained with the visual encoder frozen, now training it too."""
+    stage2_cfg = get_preset("tiny")
+    stage2_cfg.visual.freeze_encoder = True
+    stage2 = train(synthetic_cache.root, tmp_path, stage2_cfg, quick_config(modalities="v"),
+                   embedding_dir=tmp_path / "embeddings", show_progress=False)
+    source = checkpoint.load(stage2.best_checkpoint)
+
+    stage3 = train(synthetic_cache.root, tmp_path, stage2_cfg,
+                   quick_config(modalities="v", lr=1e-12, backbone_lr=1e-12, resume_from=str(stage2.best_checkpoint)),
+                   unfreeze=("visual_encoder",), embedding_dir=tmp_path / "embeddings", show_progress=False)
+    assert "starting from the weights of" in capsys.readouterr().out
+    assert stage3.run_dir != stage2.run_dir and stage3.epochs == 1
+    config = json.loads((stage3.run_dir / "config.json").read_text())
+    assert config["model"]["visual"]["freeze_encoder"] is False
+    assert config["train"]["resume_from"] == str(stage2.best_checkpoint)
+    after = checkpoint.load(stage3.last_checkpoint).weights
+    assert after.keys() == source.weights.keys()  # the tiny tower is random-init, so it was saved frozen too
+    for name, value in source.weights.items():  # lr ~ 0: the run started from exactly these weights
+        torch.testing.assert_close(after[name], value, atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding cache
+# --------------------------------------------------------------------------------------------
+
+
+def test_frozen_encoders_run_once_per_clip(synthetic_cache, tmp_path, monkeypatch):
+    model_cfg = frozen_encoders(get_preset("tiny"))
+    cfg = quick_config(max_epochs=2, augment=True)
+    embeddings = tmp_path / "embeddings"
+    train(synthetic_cache.root, tmp_path / "runs", model_cfg, cfg, embedding_dir=embeddings, show_progress=False)
+    stores = sorted(embeddings.iterdir())
+    assert [p.name.split("-")[0] for p in stores] == ["audio", "visual"]
+    n_clips = synthetic_cache.summary["cached"]
+    visual = np.load(stores[1] / "features.npy", mmap_mode="r")
+    assert visual.dtype == np.float16 and visual.shape[:2] == (n_clips, 16)
+
+    # The stored features are the encoder's output for that clip.
+    from fer_lib.data.dataset import RavdessDataset, collate
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg).eval()
+    meta = json.loads((stores[1] / "meta.json").read_text())
+    item = collate([RavdessDataset(synthetic_cache.root).__getitem__(0)])
+    with torch.no_grad():
+        expected = model.visual.forward_features(item["frames"], item["landmarks"])[0]
+    row = meta["stems"].index(Path(item["path"][0]).stem)
+    torch.testing.assert_close(torch.from_numpy(np.array(visual[row])).float(), expected, atol=2e-2, rtol=1e-2)
+
+    # Another run reuses the stores and never calls an encoder.
+    def fail(*args, **kwargs):
+        raise AssertionError("a frozen encoder ran although its features are cached")
+
+    from fer_lib.models.audio import AudioBranch
+    from fer_lib.models.visual import VisualBranch
+
+    monkeypatch.setattr(AudioBranch, "forward_features", fail)
+    monkeypatch.setattr(VisualBranch, "forward_features", fail)
+    again = train(synthetic_cache.root, tmp_path / "runs", model_cfg, cfg, run_name="again",
+                  embedding_dir=embeddings, show_progress=False)
+    assert again.epochs == 2 and sorted(embeddings.iterdir()) == stores
+    # Other encoder weights (another seed: another random init) never read these features.
+    monkeypatch.undo()
+    train(synthetic_cache.root, tmp_path / "runs", model_cfg, dataclasses.replace(cfg, seed=8, max_epochs=1),
+          embedding_dir=embeddings, show_progress=False)
+    assert len(list(embeddings.iterdir())) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Several processes
+# --------------------------------------------------------------------------------------------
+
+
+def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
+    save = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "fer_lib.train", "--data_dir", str(synthetic_cache.root), "--save_dir", str(save),
+           "--config_type", "tiny", "--batch_size", "1", "--grad_accum_steps", "2", "--max_epochs", "2",
+           "--num_workers", "0", "--run_name", "ddp", "--no_augment", "--checkpoint_every_steps", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1  # only process 0 speaks
+    run = save / "ddp"
+    assert sorted(p.name for p in save.iterdir()) == ["ddp"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "last"]
+    assert [row["epoch"] for row in json.loads((run / "metrics.json").read_text())] == [1, 2]
+    progress = checkpoint.load(run / "checkpoints" / "last").progress
+    # 4 train clips over 2 processes at batch 1: 2 batches each per epoch, 1 step per epoch with accumulation 2.
+    assert progress["world_size"] == 2 and progress["step"] == 2 and progress["seen"] == 0
+    assert len(checkpoint.load(run / "checkpoints" / "last").state["rng"]) == 2
