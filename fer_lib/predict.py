@@ -86,13 +86,13 @@ def open_media(path: str | Path, sample_rate: int) -> MediaStreams:
     """Probe `path` and decode its audio (if any). PredictionError when nothing usable is there."""
     import av
 
-    from fer_lib.data.video import ClipError, _open, _stream_end, read_audio
+    from fer_lib.data.video import ClipError, open_container, stream_end, read_audio
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise PredictionError(f"video not found: {path}")
     try:
-        container = _open(path)
+        container = open_container(path)
     except ClipError as exc:
         raise PredictionError(f"{path.name}: {exc.message}") from None
     try:
@@ -118,7 +118,7 @@ def open_media(path: str | Path, sample_rate: int) -> MediaStreams:
             fps = float(vstream.average_rate or vstream.guessed_rate or 0) or None
             width, height = vstream.codec_context.width, vstream.codec_context.height
             v_start = float(vstream.start_time * vstream.time_base) if vstream.start_time is not None else 0.0
-            v_dur = _stream_end(vstream, container) - v_start
+            v_dur = stream_end(vstream, container) - v_start
             if audio is None:
                 start, duration = v_start, v_dur
             else:
@@ -138,10 +138,10 @@ class WindowFaces:
 
     def __init__(self, path: Path, preprocess_cfg, device="cpu"):
         from fer_lib.data.faces import FaceTracker
-        from fer_lib.data.video import _open
+        from fer_lib.data.video import open_container
 
         self.cfg = preprocess_cfg
-        self.container = _open(path)
+        self.container = open_container(path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.rate = float(self.stream.average_rate or self.stream.guessed_rate or 30)
@@ -150,9 +150,9 @@ class WindowFaces:
     def crops(self, targets: np.ndarray):
         """(crops uint8 [T, 3, S, S], landmarks float32 [T, 5, 2], detected bool [T]) for frame times `targets`."""
         from fer_lib.data.faces import YuvFrames, crop_faces
-        from fer_lib.data.video import _pick_frames
+        from fer_lib.data.video import pick_frames
 
-        chosen = _pick_frames(self.container, self.stream, targets, self.rate)
+        chosen = pick_frames(self.container, self.stream, targets, self.rate)
         source = YuvFrames([frame for _, frame in chosen])
         track = self.tracker.track(source)
         crops, marks = crop_faces(source, track, self.cfg.input.image_size, self.cfg.face_margin)

@@ -57,7 +57,7 @@ class MediaInfo:
     audio_channels: int
 
 
-def _open(path: str | Path) -> av.container.InputContainer:
+def open_container(path: str | Path) -> av.container.InputContainer:
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -84,7 +84,7 @@ def _streams(container) -> tuple:
     return container.streams.video[0], container.streams.audio[0]
 
 
-def _stream_end(stream, container) -> float:
+def stream_end(stream, container) -> float:
     if stream.duration is not None and stream.time_base is not None:
         start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         return start + float(stream.duration * stream.time_base)
@@ -100,14 +100,14 @@ def probe(path: str | Path) -> MediaInfo:
     (a partial download) has its index but not its last bytes, and yields no packet there.
     Raises ClipError.
     """
-    container = _open(path)
+    container = open_container(path)
     try:
         video, audio = _streams(container)
-        duration = container.duration / 1e6 if container.duration else _stream_end(video, container)
+        duration = container.duration / 1e6 if container.duration else stream_end(video, container)
         if duration <= 0:
             raise ClipError("undecodable", "duration is zero")
         for stream in (audio, video):
-            end = _stream_end(stream, container)
+            end = stream_end(stream, container)
             target = max(0.0, end - 0.3)
             try:
                 container.seek(int(target / stream.time_base), stream=stream, any_frame=True, backward=True)
@@ -237,12 +237,12 @@ def decode_clip(path: str | Path, input_cfg: InputConfig, threads: int = 0) -> D
 
     `threads`: video decoder threads (0 = FFmpeg's choice); use 1 when several workers share the CPU.
     """
-    container = _open(path)
+    container = open_container(path)
     try:
         video, audio_stream = _streams(container)
         sr, num_samples, T = input_cfg.sample_rate, input_cfg.num_samples, input_cfg.num_frames
         audio, audio_start = read_audio(container, audio_stream, sr)
-        declared_audio = _stream_end(audio_stream, container) - audio_start
+        declared_audio = stream_end(audio_stream, container) - audio_start
         if audio.size == 0:
             raise ClipError("undecodable", "the audio track decodes to nothing")
         if audio.size / sr < declared_audio - TRUNCATION_TOLERANCE_S:
@@ -259,9 +259,9 @@ def decode_clip(path: str | Path, input_cfg: InputConfig, threads: int = 0) -> D
         video.thread_type = "AUTO"
         if threads:
             video.thread_count = threads
-        video_end = _stream_end(video, container)
+        video_end = stream_end(video, container)
         rate = float(video.average_rate or video.guessed_rate or 30)
-        chosen = _pick_frames(container, video, targets, rate)
+        chosen = pick_frames(container, video, targets, rate)
         last_time = chosen[-1][0]
         # targets past the last decoded frame: fine at the real end of the clip, truncation otherwise
         needed_end = min(targets[-1], video_end - 1.5 / rate)
@@ -277,7 +277,7 @@ def decode_clip(path: str | Path, input_cfg: InputConfig, threads: int = 0) -> D
         container.close()
 
 
-def _pick_frames(container, video, targets: np.ndarray, rate: float) -> list:
+def pick_frames(container, video, targets: np.ndarray, rate: float) -> list:
     """[(time, frame)] for each target time: the decoded frame nearest to it (last frame past the end)."""
     seek_to = max(0.0, float(targets[0]) - 1.0 / rate)
     try:
@@ -314,9 +314,3 @@ def _pick_frames(container, video, targets: np.ndarray, rate: float) -> list:
 def default_threads(workers: int) -> int:
     """Decoder threads per worker: all cores for one worker, one each when workers share the CPU."""
     return 0 if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
-
-
-# Public names for the helpers other modules (prediction on arbitrary videos) build on.
-open_container = _open
-stream_end = _stream_end
-pick_frames = _pick_frames
