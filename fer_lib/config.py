@@ -187,6 +187,8 @@ class TrainConfig:
             raise ConfigError(f"modalities must be one of {tuple(MODALITY_FLAGS)}, got {self.modalities!r}")
         if self.fold is not None and (not isinstance(self.fold, int) or self.fold < 0):
             raise ConfigError(f"fold must be a non-negative integer or None, got {self.fold!r}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0 or None, got {self.num_workers}")
         if self.checkpoint_every_steps < 0:
             raise ConfigError(f"checkpoint_every_steps must be >= 0, got {self.checkpoint_every_steps}")
         return self

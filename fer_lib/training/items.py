@@ -14,8 +14,6 @@ branch is cached, no cache file is opened at all: label and actor come from the 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -59,7 +57,7 @@ class TrainingItems(Dataset):
                     item.pop(name, None)
         return item
 
-    def _generator(self, epoch: int, index: int) -> Optional[torch.Generator]:
+    def _generator(self, epoch: int, index: int) -> torch.Generator:
         seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
         return torch.Generator().manual_seed(seed)
 

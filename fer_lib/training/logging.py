@@ -16,8 +16,6 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Optional
-
 from matplotlib.figure import Figure
 
 from fer_lib.colab import colab_secret
@@ -97,7 +95,3 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.write_text(text)
     tmp.replace(path)
 
-
-def best_row(rows: list[dict], metric: str) -> Optional[dict]:
-    """The logged epoch with the highest validation `metric` (macro_f1 | uar); the earliest on ties."""
-    return max(rows, key=lambda row: row[f"val_{metric}"], default=None)
