@@ -235,6 +235,10 @@ TINY_AUDIO_ENCODER = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
     num_mel_bins=80, subsampling_conv_channels=32, conv_kernel_size=9, layerdrop=0.0,
     dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+    # Parakeet's default init (std 0.02) shrinks the signal ~0.05x per subsampling conv, to ~1e-7 after
+    # the stack; the LayerNorm after it then turns the first optimizer steps into noise and the random
+    # encoder never learns. 0.2 keeps each conv close to unit gain (fan-in 9 to 32).
+    initializer_range=0.2,
 )
 TINY_VISUAL_ENCODER = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,

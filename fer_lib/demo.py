@@ -41,7 +41,7 @@ def ensure_cache(layout: DriveLayout, workers: int = 1) -> Path:
 
 def smoke_train_config(epochs: int = 10, seed: int = 42) -> TrainConfig:
     """How the demo and the notebooks' smoke mode train `tiny` on a CPU."""
-    return TrainConfig(max_epochs=epochs, batch_size=8, grad_accum_steps=1, lr=1e-3, seed=seed,
+    return TrainConfig(max_epochs=epochs, batch_size=8, grad_accum_steps=1, lr=3e-4, seed=seed,
                        early_stopping_patience=epochs, num_workers=0)
 
 

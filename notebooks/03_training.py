@@ -39,8 +39,6 @@ STAGE3_LR = 1e-5
 SMOKE = False  # True: the tiny preset for 2 epochs on synthetic clips, so the notebook runs anywhere
 
 # %%
-from IPython.display import Image, display
-
 from fer_lib import demo
 from fer_lib.colab import flush_drive, mount_drive
 from fer_lib.config import TrainConfig
@@ -58,7 +56,8 @@ copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
 # %% [markdown]
 # ## Train (or resume)
 # The printout names the run folder, the actors of each part, the device and precision (bf16 on an
-# A100). Early stopping watches the validation macro-F1.
+# A100). The loss and accuracy curves below update after every epoch. Early stopping watches the
+# validation macro-F1.
 
 # %%
 config = TrainConfig(max_epochs=MAX_EPOCHS, batch_size=BATCH_SIZE, grad_accum_steps=GRAD_ACCUM_STEPS, lr=LR,
@@ -69,7 +68,6 @@ if SMOKE:  # the tiny preset, trained as the demo trains it (2 epochs)
 result = train(layout.local_preprocessed, layout.root / "runs", PRESET, config, run_name=RUN_NAME,
                embedding_dir=layout.embeddings)
 print(f"best validation {result.metric} {result.best_metric:.3f} at epoch {result.best_epoch}")
-display(Image(filename=str(result.run_dir / "curves.png")))
 
 # %% [markdown]
 # ## Stage 3 (optional): fine-tune the visual encoder
@@ -83,7 +81,6 @@ if STAGE3:
                          fold=FOLD, use_wandb=USE_WANDB, resume_from=str(result.best_checkpoint))
     result = train(layout.local_preprocessed, layout.root / "runs", PRESET, stage3, run_name=f"{RUN_NAME}-stage3",
                    unfreeze=("visual_encoder",), embedding_dir=layout.embeddings)
-    display(Image(filename=str(result.run_dir / "curves.png")))
 
 # %% [markdown]
 # Drive writes land late: flushing makes sure every checkpoint is really on Drive before the runtime goes.

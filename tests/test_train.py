@@ -392,7 +392,7 @@ def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
 # Learnability: the tiny preset learns the synthetic cues, from the modality that carries them
 # --------------------------------------------------------------------------------------------
 
-LEARN_EPOCHS = 15
+LEARN_EPOCHS = 20
 
 
 @pytest.fixture(scope="module")
@@ -416,7 +416,7 @@ def signal_caches(tmp_path_factory):
 
 
 def learn(cache: Path, save: Path, modalities: str) -> list[float]:
-    cfg = quick_config(max_epochs=LEARN_EPOCHS, batch_size=4, modalities=modalities, lr=1e-3)
+    cfg = quick_config(max_epochs=LEARN_EPOCHS, batch_size=4, modalities=modalities, lr=3e-4)
     result = train(cache, save, "tiny", cfg, show_progress=False)
     accuracies = [row["val_acc"] for row in result.metrics]
     print(f"{cache.name} {modalities}: val acc per epoch {accuracies}")

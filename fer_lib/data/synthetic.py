@@ -47,7 +47,7 @@ PATCH_SCALE = 2.2  # the face becomes ~190x240 px in the 720p frame, as in RAVDE
 MOUTH_CENTRE = (224.0, 151.0)  # image coordinates: between the lips
 BROW_BAND = (172, 72, 282, 112)  # x0, y0, x1, y1 in image coordinates: eyebrows and eyes
 
-PITCHES_HZ = (100.0, 122.0, 148.0, 180.0, 218.0, 265.0, 322.0, 390.0)  # one per class, ~20% apart
+PITCHES_HZ = (150.0, 200.0, 265.0, 350.0, 465.0, 620.0, 825.0, 1100.0)  # one per class, ~1/3 apart: a few mel bins
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ class MetricsLog:
         rows = json.loads(path.read_text()) if path.is_file() else []
         self.rows: list[dict] = [row for row in rows if row["epoch"] <= epochs_done]
         self.wandb = None
+        self.live_curves = None  # a notebook display handle, updated in place every epoch
 
     def start_wandb(self, project: str, run_name: str, config: dict) -> str:
         """Open a W&B run (resumed by name); returns a line saying where it logs."""
@@ -88,6 +89,22 @@ class MetricsLog:
         tmp = self.run_dir / "curves.tmp.png"
         fig.savefig(tmp, dpi=100)
         tmp.replace(self.run_dir / "curves.png")
+        self._show_live()
+
+    def _show_live(self) -> None:
+        """In a notebook, show curves.png and replace it in place each epoch: the live training curves."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import Image, display
+        except ImportError:
+            return
+        if getattr(get_ipython(), "kernel", None) is None:  # a terminal or no IPython: the PNG is enough
+            return
+        image = Image(filename=str(self.run_dir / "curves.png"))
+        if self.live_curves is None:
+            self.live_curves = display(image, display_id=True)
+        else:
+            self.live_curves.update(image)
 
 
 def _atomic_write(path: Path, text: str) -> None:
