@@ -1,6 +1,6 @@
 """The local demo: the whole job on synthetic clips with the `tiny` preset, on a CPU.
 
-    python -m fer_lib.demo [--out demo_out] [--actors 8] [--epochs 10] [--notebooks]
+    python -m fer_lib.demo [--out demo_out] [--actors 8] [--epochs 20] [--notebooks]
 
 synthetic RAVDESS-format clips -> preprocessing cache -> train `tiny` -> evaluate (with the modality
 ablation) -> a report folder, all under one root laid out as on Google Drive (`drive_layout.md`).
@@ -32,23 +32,25 @@ def ensure_clips(layout: DriveLayout, actors: int = 8, repeats: int = 1, seed: i
 
 
 def ensure_cache(layout: DriveLayout, workers: int = 1) -> Path:
-    """The preprocessing cache of `ravdess/` (resumable: finished clips are skipped)."""
+    """The preprocessing cache of `ravdess/` (resumable: finished clips are skipped); clips first if none."""
     from fer_lib.preprocess import preprocess
 
+    ensure_clips(layout)
     preprocess(layout.ravdess, layout.preprocessed, workers=workers, verbose=False)
     return layout.preprocessed
 
 
-def smoke_train_config(epochs: int = 10, seed: int = 42) -> TrainConfig:
+def smoke_train_config(epochs: int = 20, seed: int = 42) -> TrainConfig:
     """How the demo and the notebooks' smoke mode train `tiny` on a CPU."""
     return TrainConfig(max_epochs=epochs, batch_size=8, grad_accum_steps=1, lr=3e-4, seed=seed,
                        early_stopping_patience=epochs, num_workers=0)
 
 
-def ensure_run(layout: DriveLayout, name: str = SMOKE_RUN, epochs: int = 10, seed: int = 42):
+def ensure_run(layout: DriveLayout, name: str = SMOKE_RUN, epochs: int = 20, seed: int = 42):
     """A trained `tiny` run in `runs/<name>/`: trains (or resumes) it; returns at once when it is complete."""
     from fer_lib.train import train
 
+    ensure_cache(layout)
     return train(layout.preprocessed, layout.root / "runs", "tiny", smoke_train_config(epochs, seed), run_name=name)
 
 
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer_lib.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="demo_out", help="root folder, laid out as on Drive")
     parser.add_argument("--actors", type=int, default=8, help="synthetic actors (>= 3 for an actor split)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--notebooks", action="store_true", help="also execute notebooks 00-05 headless")
     args = parser.parse_args(argv)

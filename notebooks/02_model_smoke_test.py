@@ -39,8 +39,7 @@ mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:
     PRESET = "tiny"
-    demo.ensure_clips(layout)
-    demo.ensure_cache(layout)
+    demo.ensure_cache(layout)  # synthetic clips and their cache, made only where missing
 device = "cuda" if torch.cuda.is_available() else "cpu"
 
 # %% [markdown]

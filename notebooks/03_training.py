@@ -49,8 +49,7 @@ from fer_lib.train import train
 mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:
-    demo.ensure_clips(layout)
-    demo.ensure_cache(layout)
+    demo.ensure_cache(layout)  # synthetic clips and their cache, made only where missing
 copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
 
 # %% [markdown]

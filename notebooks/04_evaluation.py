@@ -39,11 +39,8 @@ from fer_lib.paths import default_layout
 
 mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
-if SMOKE:
-    RUN_NAME = demo.SMOKE_RUN
-    demo.ensure_clips(layout)
-    demo.ensure_cache(layout)
-    demo.ensure_run(layout, RUN_NAME, epochs=2)
+if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
+    RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
 copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
 
 # %% [markdown]

@@ -34,11 +34,8 @@ from fer_lib.predict import predict_video
 
 mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
-if SMOKE:
-    RUN_NAME = demo.SMOKE_RUN
-    demo.ensure_clips(layout)
-    demo.ensure_cache(layout)
-    demo.ensure_run(layout, RUN_NAME, epochs=2)
+if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
+    RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
     VIDEO = VIDEO or synthetic.write_clip(layout.local / "long_clip.mp4",
                                           synthetic.draw_spec(3, 1, "av", np.random.default_rng(0), seconds=9.0))
 VIDEO = Path(VIDEO or upload_file(layout.local))

@@ -392,7 +392,7 @@ def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
 # Learnability: the tiny preset learns the synthetic cues, from the modality that carries them
 # --------------------------------------------------------------------------------------------
 
-LEARN_EPOCHS = 20
+LEARN_EPOCHS = 40
 
 
 @pytest.fixture(scope="module")
@@ -416,17 +416,22 @@ def signal_caches(tmp_path_factory):
 
 
 def learn(cache: Path, save: Path, modalities: str) -> list[float]:
-    cfg = quick_config(max_epochs=LEARN_EPOCHS, batch_size=4, modalities=modalities, lr=3e-4)
+    # Audio alone memorises the clips' timing and noise unless time shift, gain and noise vary them (val
+    # accuracy 0.62 without, 1.0 with); frame augmentation only slows the visual runs down at this budget.
+    cfg = quick_config(max_epochs=LEARN_EPOCHS, batch_size=4, modalities=modalities, lr=3e-4,
+                       augment=modalities == "a")
     result = train(cache, save, "tiny", cfg, show_progress=False)
     accuracies = [row["val_acc"] for row in result.metrics]
     print(f"{cache.name} {modalities}: val acc per epoch {accuracies}")
     return accuracies
 
 
-# The issue's targets. Not met yet (measured with 20 epochs at lr 3e-4 on 2 training actors: best
-# val accuracy 0.625 for av, 0.375 audio-only on audio-signal clips, 0.375 visual-only on face-signal
-# clips): tiny memorises its 16 training clips but generalises poorly to a new actor. So these run
-# apart from the default suite, as `bash scripts/test.sh -m learnability`, until they pass.
+# The issue's targets. Not met yet through the trainer: 40 epochs at lr 3e-4 (cosine to zero) on 2
+# training actors gave best val accuracy 0.75 for av, 0.5 audio-only on audio-signal clips and 0.75
+# visual-only on face-signal clips (lr 6e-4: 0.75, 0.625, 0.625). The same model with a constant
+# lr 3e-4 in a bare loop reached 1.0 (av), 1.0 (audio, augmented) and 0.88 (visual) in 35 epochs, so
+# the schedule and the epoch budget are where to look next. Until these pass they run apart from the
+# default suite: `bash scripts/test.sh -m learnability` (about 4 minutes).
 @pytest.mark.learnability
 def test_tiny_learns_the_synthetic_clips(signal_caches, tmp_path):
     assert max(learn(signal_caches["av"], tmp_path, "av")) >= 0.9

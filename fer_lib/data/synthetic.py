@@ -64,7 +64,7 @@ class FaceCue:
     @classmethod
     def for_class(cls, label: int) -> "FaceCue":
         wide, open_, raised = (label >> 2) & 1, (label >> 1) & 1, label & 1
-        return cls(mouth_half_width=(32, 58)[wide], mouth_open_amplitude=(9, 24)[open_], brow_raise=(0, 16)[raised])
+        return cls(mouth_half_width=(30, 66)[wide], mouth_open_amplitude=(10, 30)[open_], brow_raise=(0, 24)[raised])
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,10 @@ class FaceRenderer:
         sway = rng.uniform(0, 2 * np.pi)
         canvas = np.empty((HEIGHT, WIDTH, 3), np.uint8)
         n_frames = int(round(spec.seconds * FPS))
-        openings = syllable_envelope(np.arange(n_frames) / FPS, spec)
+        t = np.arange(n_frames) / FPS
+        speaking = (t >= spec.speech_start) & (t < spec.speech_end)
+        # the mouth stays half open between syllables while speaking, so its shape shows on most frames
+        openings = speaking * (0.4 + 0.6 * syllable_envelope(t, spec))
         for i in range(n_frames):
             canvas[:] = spec.background
             dx = int(round(6 * np.sin(sway + i / 9.0)))  # a gentle head sway, the same for all classes
@@ -248,7 +251,10 @@ def generate_dataset(out: str | Path, actors: int = 2, signal: str = "av", repea
     progress = dict(total=len(jobs), desc="synthetic clips", unit="clip")
     if workers <= 1:
         return [_write_job(job) for job in tqdm(jobs, **progress)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # fork where there is one: the workers only run numpy and ffmpeg, and a script without a
+    # `__main__` guard still works; spawn elsewhere.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         return list(tqdm(pool.map(_write_job, jobs), **progress))
 
 
