@@ -392,7 +392,7 @@ def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
 # Learnability: the tiny preset learns the synthetic cues, from the modality that carries them
 # --------------------------------------------------------------------------------------------
 
-LEARN_EPOCHS = 40
+LEARN_EPOCHS = 70
 
 
 @pytest.fixture(scope="module")
@@ -426,18 +426,17 @@ def learn(cache: Path, save: Path, modalities: str) -> list[float]:
     return accuracies
 
 
-# The targets. Not met yet through the trainer: 40 epochs at lr 3e-4 (cosine to zero) on 2
-# training actors gave best val accuracy 0.75 for av, 0.5 audio-only on audio-signal clips and 0.75
-# visual-only on face-signal clips (lr 6e-4: 0.75, 0.625, 0.625). The same model with a constant
-# lr 3e-4 in a bare loop reached 1.0 (av), 1.0 (audio, augmented) and 0.88 (visual) in 35 epochs, so
-# the schedule and the epoch budget are where to look next. Until these pass they run apart from the
-# default suite: `bash scripts/test.sh -m learnability` (about 4 minutes).
+# The target for both modalities together is not met yet: with 70 epochs at lr 3e-4 (cosine to
+# zero) on 2 training actors the best val accuracy is 0.875 (7 of 8 clips; 40 epochs: 0.75). The same
+# model with a constant lr in a bare loop reached 1.0 in 25 epochs: the schedule and the epoch budget
+# are where to look next. Until it passes it runs apart from the default suite:
+# `bash scripts/test.sh -m learnability`. The per-modality test below passes (audio 0.75 and visual
+# 0.875 from the modality that carries the label, the other at chance) and runs in the suite.
 @pytest.mark.learnability
 def test_tiny_learns_the_synthetic_clips(signal_caches, tmp_path):
     assert max(learn(signal_caches["av"], tmp_path, "av")) >= 0.9
 
 
-@pytest.mark.learnability
 @pytest.mark.parametrize("signal", ["a", "v"])
 def test_only_the_modality_that_carries_the_label_learns(signal_caches, tmp_path, signal):
     other = {"a": "v", "v": "a"}[signal]
