@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fer_lib import EMOTIONS
+from fer_lib.fileio import atomic_write_text
 
 
 class ConfigError(ValueError):
@@ -312,12 +313,7 @@ def from_dict(cls, data: dict):
 
 
 def save_json(cfg, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
 
 def load_json(cls, path: str | Path):

@@ -51,6 +51,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from fer_lib import EMOTIONS
+from fer_lib.fileio import atomic_write_text
 
 PROB_FIELDS = tuple(f"p_{e}" for e in EMOTIONS)
 PREDICTION_FIELDS = ("path", "actor", "true", "pred", "true_name", "pred_name") + PROB_FIELDS
@@ -203,12 +204,7 @@ def new_dir(parent: str | Path, name: str) -> Path:
 
 
 def write_json(path: str | Path, data) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default))
 
 
 def _json_default(value):

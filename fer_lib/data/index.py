@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from fer_lib import EMOTIONS
 from fer_lib.config import PreprocessConfig
 from fer_lib.data.ravdess import NAME_PATTERN, NUM_ACTORS, RavdessNameError, parse_name
+from fer_lib.fileio import atomic_write_text
 
 LAYOUT_HINT = ("it should hold the RAVDESS download: Actor_01/01-01-01-01-01-01-01.mp4 ... "
                "(unpacked Video_Speech_Actor_XX.zip) or the Video_Speech_Actor_XX.zip files themselves")
@@ -406,20 +407,14 @@ def save_report(out_dir: str | Path, report: dict, problems: list[Problem]) -> t
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / REPORT_JSON, out_dir / PROBLEMS_CSV
-    _atomic_write(json_path, json.dumps(report, indent=2, default=str))
+    atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["stage", "kind", "path", "reason"])
     for p in problems:
         writer.writerow([p.stage, p.kind, p.path, p.reason])
-    _atomic_write(csv_path, buf.getvalue())
+    atomic_write_text(csv_path, buf.getvalue())
     return json_path, csv_path
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def check_data(data_dir: str | Path, out_dir: Optional[str | Path] = None, config: Optional[PreprocessConfig] = None,

@@ -19,6 +19,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from fer_lib.colab import colab_secret
+from fer_lib.fileio import atomic_write_text
 
 COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_uar", "val_macro_f1", "lr",
            "epoch_time_s")
@@ -61,7 +62,7 @@ class MetricsLog:
             self.wandb.finish()
 
     def _write_json(self) -> None:
-        _atomic_write(self.run_dir / "metrics.json", json.dumps(self.rows, indent=2))
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.rows, indent=2))
 
     def _write_csv(self) -> None:
         tmp = self.run_dir / "metrics.csv.tmp"
@@ -105,10 +106,4 @@ class MetricsLog:
             self.live_curves = display(image, display_id=True)
         else:
             self.live_curves.update(image)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 

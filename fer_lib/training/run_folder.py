@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from fer_lib.config import ModelConfig, TrainConfig, to_dict
+from fer_lib.fileio import atomic_write_text
 
 RUN_CONTROL = ("max_epochs", "early_stopping_patience", "num_workers", "use_wandb", "wandb_project",
                "checkpoint_every_steps", "resume_from")
@@ -60,11 +61,8 @@ def check(run_dir: Path, config: dict, split: dict) -> None:
 
 
 def write(run_dir: Path, config: dict, split: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
     for name, data in (("config.json", config), ("split.json", split)):
-        tmp = run_dir / f"{name}.tmp"
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        tmp.replace(run_dir / name)
+        atomic_write_text(run_dir / name, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _read(path: Path, view):
