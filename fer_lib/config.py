@@ -264,7 +264,10 @@ def get_preset(name: str) -> ModelConfig:
             preset="tiny",
             audio=AudioConfig(encoder_config=dict(TINY_AUDIO_ENCODER), output_dim=64, freeze_encoder=False),
             visual=VisualConfig(encoder_config=dict(TINY_VISUAL_ENCODER), temporal_heads=4, freeze_encoder=False),
-            fusion=FusionConfig(backbone_config=dict(TINY_LFM2), output_dim=64),
+            # Without modality dropout the audio branch, which learns faster, carries the whole av model and
+            # the visual branch stays weak (synthetic clips: visual-only 0.38 inside the av model, 1.0 alone);
+            # dropping one modality for 30% of the clips took av validation accuracy from 0.69-0.75 to 1.0.
+            fusion=FusionConfig(backbone_config=dict(TINY_LFM2), output_dim=64, modality_dropout=0.3),
             classifier=ClassifierConfig(hidden_dims=(64,), dropout=0.1),
         )
     if name == "lightweight":

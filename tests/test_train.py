@@ -2,7 +2,7 @@
 
 Most tests train the `tiny` preset for an epoch or two on the shared 10-clip cache of conftest.py
 (train = actor 1, 4 clips; val = actor 2, 3 clips). The learnability tests build their own caches
-(module fixture `signal_caches`, 25 clips each): the label carried by both modalities, by the audio
+(module fixture `signal_caches`, 49 clips each): the label carried by both modalities, by the audio
 only, or by the face only.
 """
 
@@ -392,13 +392,16 @@ def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
 # Learnability: the tiny preset learns the synthetic cues, from the modality that carries them
 # --------------------------------------------------------------------------------------------
 
-LEARN_EPOCHS = 70
+LEARN_EPOCHS = 40
+LEARN_REPEATS = 2  # clips per class and actor
 
 
 @pytest.fixture(scope="module")
 def signal_caches(tmp_path_factory):
-    """For each signal (av, a, v): train actors 1-2 and val actor 3 with all 8 classes, and test actor 4
-    with one clip (the fixed split of 4 actors is train 1-2, val 3, test 4; nothing here reads the test)."""
+    """For each signal (av, a, v): train actors 1-2 and val actor 3 with all 8 classes twice (32 train and
+    16 val clips), and test actor 4 with one clip (the fixed split of 4 actors is train 1-2, val 3, test 4;
+    nothing here reads the test). With one clip per class and actor the val accuracy stalled at 0.75-0.875
+    while the train accuracy reached 1.0: 16 training clips are too few to generalise to a new actor."""
     from fer_lib.data import synthetic
     from fer_lib.preprocess import preprocess
 
@@ -407,7 +410,7 @@ def signal_caches(tmp_path_factory):
     caches = {}
     for n, signal in enumerate(("av", "a", "v")):
         clips = root / f"clips_{signal}"
-        synthetic.generate_dataset(clips, actors=3, signal=signal, seed=100 + n)
+        synthetic.generate_dataset(clips, actors=3, signal=signal, repeats=LEARN_REPEATS, seed=100 + n)
         spec = synthetic.draw_spec(0, 4, signal, np.random.default_rng(200 + n))
         synthetic.write_clip(clips / "Actor_04" / synthetic.clip_name(0, 4, 0), spec, renderer)
         preprocess(clips, root / f"cache_{signal}", progress=False, verbose=False)
@@ -426,19 +429,18 @@ def learn(cache: Path, save: Path, modalities: str) -> list[float]:
     return accuracies
 
 
-# The issue's target for both modalities together is not met yet: with 70 epochs at lr 3e-4 (cosine to
-# zero) on 2 training actors the best val accuracy is 0.875 (7 of 8 clips; 40 epochs: 0.75). The same
-# model with a constant lr in a bare loop reached 1.0 in 25 epochs: the schedule and the epoch budget
-# are where to look next. Until it passes it runs apart from the default suite:
-# `bash scripts/test.sh -m learnability`. The per-modality test below passes (audio 0.75 and visual
-# 0.875 from the modality that carries the label, the other at chance) and runs in the suite.
-@pytest.mark.learnability
+# Measured on this 2-core CPU (about 2 minutes): 0.9 is first reached at epoch 21-25 and the run ends at
+# 0.94-1.0 over 4 draws of data and seed. What made it pass is the tiny preset's modality dropout (0.3):
+# without it the av model leaned on the faster-learning audio branch and stalled at 0.69-0.75.
 def test_tiny_learns_the_synthetic_clips(signal_caches, tmp_path):
     assert max(learn(signal_caches["av"], tmp_path, "av")) >= 0.9
 
 
+# Measured: audio-only and visual-only reach 1.0 on the clips whose label they carry (epochs 22 and 26),
+# and the best of the other modality over 40 epochs is 0.19 (audio on face-signal clips) and 0.31 (visual
+# on audio-signal clips).
 @pytest.mark.parametrize("signal", ["a", "v"])
 def test_only_the_modality_that_carries_the_label_learns(signal_caches, tmp_path, signal):
     other = {"a": "v", "v": "a"}[signal]
-    assert max(learn(signal_caches[signal], tmp_path, signal)) >= 0.75
-    assert max(learn(signal_caches[signal], tmp_path, other)) <= 0.375  # chance is 0.125 (8 val clips)
+    assert max(learn(signal_caches[signal], tmp_path, signal)) >= 0.9
+    assert max(learn(signal_caches[signal], tmp_path, other)) <= 0.375  # chance is 0.125 (16 val clips)
