@@ -1,6 +1,6 @@
 """The local demo: the whole job on synthetic clips with the `tiny` preset, on a CPU.
 
-    python -m fer_lib.demo [--out demo_out] [--actors 8] [--epochs 20] [--notebooks]
+    python -m fer_lib.demo [--out demo_out] [--actors 8] [--epochs 40] [--notebooks]
 
 synthetic RAVDESS-format clips -> preprocessing cache -> train `tiny` -> evaluate (with the modality
 ablation) -> a report folder, all under one root laid out as on Google Drive (`drive_layout.md`).
@@ -40,13 +40,18 @@ def ensure_cache(layout: DriveLayout, workers: int = 1) -> Path:
     return layout.preprocessed
 
 
-def smoke_train_config(epochs: int = 20, seed: int = 42) -> TrainConfig:
-    """How the demo and the notebooks' smoke mode train `tiny` on a CPU."""
-    return TrainConfig(max_epochs=epochs, batch_size=8, grad_accum_steps=1, lr=3e-4, seed=seed,
+def smoke_train_config(epochs: int = 40, seed: int = 42) -> TrainConfig:
+    """How the demo and the notebooks' smoke mode train `tiny` on a CPU.
+
+    Batch 4 without augmentation, as the learnability tests train: on the demo's 8 actors, 40 epochs
+    gave test accuracy 0.875 (av), 0.625 (audio only), 0.75 (visual only); batch 8 with augmentation
+    was still near chance after 20 epochs (frame augmentation slows the visual branch down this early).
+    """
+    return TrainConfig(max_epochs=epochs, batch_size=4, grad_accum_steps=1, lr=3e-4, seed=seed, augment=False,
                        early_stopping_patience=epochs, num_workers=0)
 
 
-def ensure_run(layout: DriveLayout, name: str = SMOKE_RUN, epochs: int = 20, seed: int = 42):
+def ensure_run(layout: DriveLayout, name: str = SMOKE_RUN, epochs: int = 40, seed: int = 42):
     """A trained `tiny` run in `runs/<name>/`: trains (or resumes) it; returns at once when it is complete."""
     from fer_lib.train import train
 
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fer_lib.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="demo_out", help="root folder, laid out as on Drive")
     parser.add_argument("--actors", type=int, default=8, help="synthetic actors (>= 3 for an actor split)")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--notebooks", action="store_true", help="also execute notebooks 00-05 headless")
     args = parser.parse_args(argv)

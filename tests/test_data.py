@@ -27,6 +27,7 @@ from fer_lib.data.index import DataError, build_index, check_data, expected_stem
 from fer_lib.data.splits import (
     ALL_ACTORS, SplitError, Split, describe_splits, fixed_split, fold_groups, get_split, kfold_splits,
 )
+from fer_lib.models.roi import canonical_landmarks
 from fer_lib.preprocess import CacheMismatchError, main, manifest_hash, preprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,6 +253,8 @@ def test_crops_contain_the_face(synthetic_cache):
         assert (left_eye[:, 1] < nose[:, 1]).all() and (nose[:, 1] < mouth_l[:, 1]).all()
         assert 0.25 * 224 < left_eye[:, 1].mean() < 0.5 * 224 and 0.55 * 224 < mouth_l[:, 1].mean() < 0.8 * 224
         assert abs(marks[:, :, 0].mean() - 112) < 25  # a centred face
+        # the fallback template for undetected landmarks lies within one 16 px patch of the detected ones
+        assert np.abs(canonical_landmarks(224).numpy() - marks.mean(axis=0)).max() < 10
         # an independent full MTCNN run on the crop finds one face there, with the same landmarks
         boxes, probs, points = detector.detect(frames[8].transpose(1, 2, 0), landmarks=True)
         assert boxes is not None and probs[0] > 0.95

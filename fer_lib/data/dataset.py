@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from fer_lib.data.index import DataError
 from fer_lib.data.ravdess import NAME_PATTERN, RavdessNameError, parse_name
+from fer_lib.landmarks import FLIP_LANDMARKS
 
-FLIP_LANDMARKS = (1, 0, 2, 4, 3)  # left eye <-> right eye, mouth left <-> mouth right
 KEYS = ("audio", "audio_lengths", "frames", "landmarks", "label", "actor", "path")
 
 

@@ -25,8 +25,8 @@ Identity and fallbacks:
 
 Boxes are smoothed over time (zero-phase exponential smoothing, `box_smoothing`), then each crop is
 a square of side max(w, h) * (1 + 2 * face_margin) around the smoothed box, black outside the
-frame, resized to `image_size`. Landmarks are returned in crop pixel coordinates, MTCNN order:
-left eye, right eye, nose, mouth left, mouth right ("left" = image left).
+frame, resized to `image_size`. Landmarks are returned in crop pixel coordinates, in MTCNN's order
+(`fer_lib.landmarks`).
 """
 
 from __future__ import annotations
@@ -41,12 +41,8 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from fer_lib.config import PreprocessConfig
+from fer_lib.landmarks import canonical_in_box
 
-# Typical MTCNN landmark positions inside an MTCNN face box (x, y as fractions of width, height).
-CANONICAL_LANDMARKS = np.array(
-    [[0.30, 0.38], [0.70, 0.38], [0.50, 0.58], [0.33, 0.76], [0.67, 0.76]], dtype=np.float32
-)
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 MIN_IOU = 0.3  # a box must overlap the track this much to belong to the same face
 
 
@@ -186,12 +182,6 @@ def face_score(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     dist = np.hypot(cx - width / 2, cy - height / 2) / (0.5 * np.hypot(width, height))
     return area * np.clip(1.0 - dist, 0.0, 1.0) ** 2
-
-
-def canonical_landmarks(box: np.ndarray) -> np.ndarray:
-    """[5, 2] canonical landmark positions inside `box` (x0, y0, x1, y1)."""
-    x0, y0, x1, y1 = box
-    return (np.array([x0, y0]) + CANONICAL_LANDMARKS * np.array([x1 - x0, y1 - y0])).astype(np.float32)
 
 
 def interpolate_boxes(boxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -391,7 +381,7 @@ class FaceTracker:
 
         filled = interpolate_boxes(boxes, ok)
         for i in np.flatnonzero(~ok):
-            points[i] = canonical_landmarks(filled[i])
+            points[i] = canonical_in_box(filled[i])
         return FaceTrack(boxes=smooth_boxes(filled, cfg.box_smoothing), landmarks=points.astype(np.float32),
                          detected=ok, probs=probs)
 
@@ -402,7 +392,7 @@ def _faceless(source: FrameSource, T: int, margin: float) -> FaceTrack:
     cx, cy = source.width / 2, source.height / 2
     box = np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2])
     boxes = np.repeat(box[None], T, axis=0)
-    return FaceTrack(boxes=boxes, landmarks=np.stack([canonical_landmarks(box)] * T),
+    return FaceTrack(boxes=boxes, landmarks=np.stack([canonical_in_box(box)] * T),
                      detected=np.zeros(T, bool), probs=np.zeros(T, np.float32))
 
 

@@ -15,7 +15,7 @@ Selected tokens keep raster order. Their position is not lost: the vision tower 
 position embedding into every token. Because the choice has no parameters and depends only on the
 landmarks, compression belongs to `VisualBranch.forward_features`, and the embedding cache stores
 68 tokens per frame instead of 196 (2.9x smaller). Missing landmarks (absent key, or non-finite
-values from a failed detection) fall back to `CANONICAL_LANDMARKS`.
+values from a failed detection) fall back to the canonical positions of `fer_lib.landmarks`.
 """
 
 from __future__ import annotations
@@ -25,19 +25,16 @@ from typing import Optional
 import torch
 from torch import nn
 
-from fer_lib.config import ConfigError
+from fer_lib.config import ConfigError, PreprocessConfig
+from fer_lib.landmarks import canonical_in_crop
 
-# Where an upright face puts MTCNN's five points in a crop with 25% margin, as fractions of the crop
-# side: left eye, right eye, nose, mouth left, mouth right (x, y). The ArcFace reference template,
-# mapped into the face box of such a crop.
-CANONICAL_LANDMARKS = ((0.395, 0.474), (0.604, 0.473), (0.500, 0.594), (0.414, 0.717), (0.587, 0.715))
 BROW_OFFSET = 0.4  # brow anchor = eye + this fraction of (eye centre - mouth centre)
 CONTEXT_LATTICE = 4  # a CONTEXT_LATTICE x CONTEXT_LATTICE lattice of tokens is always kept
 
 
-def canonical_landmarks(image_size: int) -> torch.Tensor:
-    """(5, 2) canonical landmark positions in pixels of an `image_size` crop."""
-    return torch.tensor(CANONICAL_LANDMARKS, dtype=torch.float32) * image_size
+def canonical_landmarks(image_size: int, margin: float = PreprocessConfig.face_margin) -> torch.Tensor:
+    """(5, 2) canonical landmark positions in pixels of an `image_size` crop made with `margin`."""
+    return torch.from_numpy(canonical_in_crop(margin)) * image_size
 
 
 class ROITokenCompression(nn.Module):
