@@ -69,17 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fer_lib.evaluate import EvaluationError, evaluate
+    from fer_lib.train import USER_ERRORS
 
     layout = DriveLayout.at(args.out).create()
-    print(f"1/4 synthetic clips   -> {ensure_clips(layout, args.actors, seed=args.seed).resolve()}")
-    print(f"2/4 preprocessing     -> {ensure_cache(layout).resolve()}")
-    result = ensure_run(layout, SMOKE_RUN, args.epochs, args.seed)
-    print(f"3/4 training (tiny)   -> {result.run_dir.resolve()}  (best val {result.metric} "
-          f"{result.best_metric:.3f} at epoch {result.best_epoch})")
     try:
+        print(f"1/4 synthetic clips   -> {ensure_clips(layout, args.actors, seed=args.seed).resolve()}")
+        print(f"2/4 preprocessing     -> {ensure_cache(layout).resolve()}")
+        result = ensure_run(layout, SMOKE_RUN, args.epochs, args.seed)
+        print(f"3/4 training (tiny)   -> {result.run_dir.resolve()}  (best val {result.metric} "
+              f"{result.best_metric:.3f} at epoch {result.best_epoch})")
         report = evaluate(result.best_checkpoint, layout.preprocessed, ablation=True, verbose=False)
-    except EvaluationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (*USER_ERRORS, EvaluationError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(f"4/4 evaluation (test) -> {Path(report['out_dir']).resolve()}")
     for mode, metrics in report["results"].items():
