@@ -4,7 +4,8 @@
 
 or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`.
 
-Any file PyAV opens (mp4, mov, mkv, webm, ...), any length, any frame rate, with or without audio.
+Any file PyAV opens (mp4, mov, mkv, webm, ...), any length, any frame rate, with or without audio;
+a phone's portrait video (stored sideways with a rotation flag) is turned upright first.
 Windows of the model's `input.clip_seconds` (3.0 s by default) slide over the clip with a hop of
 half a window (`--hop`); the last window is aligned with the end of the clip so the end is covered; a
 clip shorter than a window gives one window, zero-padded as in training. Each window is prepared

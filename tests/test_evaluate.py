@@ -278,6 +278,25 @@ def test_predict_long_clip_slides_windows(trained, drive):
     assert again["windows"] == 3 and Path(again["out_dir"]).name == "long_take-2"  # nothing overwritten
 
 
+def test_predict_turns_a_phone_video_upright(trained, tmp_path):
+    spec = synthetic.draw_spec(2, 11, "av", np.random.default_rng(3), seconds=3.5)
+    upright = synthetic.write_clip(tmp_path / "upright.mp4", spec)
+    # What a phone writes for portrait video: the pixels stored a quarter turn clockwise, plus a display
+    # matrix that tells players to turn them back (90 degrees counter-clockwise).
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y"]
+    sideways, phone = tmp_path / "sideways.mp4", tmp_path / "phone.mp4"
+    subprocess.run(ffmpeg + ["-i", str(upright), "-vf", "transpose=clock", "-c:v", "libx264", "-crf", "12",
+                             "-c:a", "copy", str(sideways)], check=True)
+    subprocess.run(ffmpeg + ["-display_rotation:v:0", "90", "-i", str(sideways), "-c", "copy", str(phone)], check=True)
+    results = {clip.stem: predict.predict_video(clip, trained.best_checkpoint, out=tmp_path / "out", progress=False,
+                                                verbose=False) for clip in (upright, phone)}
+    assert results["phone"]["mode"] == "audio+visual" and not results["phone"]["warnings"]
+    rows = {name: read_rows(Path(result["out_dir"]) / "windows.csv") for name, result in results.items()}
+    assert all(int(r["face_frames"]) == 16 for r in rows["phone"])
+    # the same face crops as the upright file, up to the re-encoding
+    assert np.abs(probs_of(rows["phone"]) - probs_of(rows["upright"])).max() < 0.05
+
+
 def lavfi_clip(path, seconds, audio: bool):
     """A grey picture (no face), with a tone when `audio`."""
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi",

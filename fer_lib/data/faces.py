@@ -41,6 +41,7 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from fer_lib.config import PreprocessConfig
+from fer_lib.data.video import upright
 from fer_lib.landmarks import canonical_in_box
 
 MIN_IOU = 0.3  # a box must overlap the track this much to belong to the same face
@@ -69,7 +70,7 @@ def small_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 class YuvFrames:
-    """Decoded frames kept as YUV 4:2:0 planes; only the crops are converted to RGB (by swscale).
+    """Decoded frames kept as YUV 4:2:0 planes, upright; only the crops are converted to RGB (by swscale).
 
     Converting 16 full 720p frames to RGB costs more than decoding them; converting a 300 px crop
     costs almost nothing.
@@ -82,6 +83,7 @@ class YuvFrames:
         for frame in frames:
             key = id(frame)
             if key not in self._arrays:
+                frame = upright(frame)
                 if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
                     frame = frame.reformat(width=frame.width // 2 * 2, height=frame.height // 2 * 2, format="yuv420p")
                 self._arrays[key] = frame.to_ndarray()

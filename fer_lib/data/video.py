@@ -311,6 +311,16 @@ def pick_frames(container, video, targets: np.ndarray, rate: float) -> list:
     return chosen
 
 
+def upright(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame as a player shows it. Phones store portrait video sideways plus a display matrix;
+    `frame.rotation` reads its angle (degrees counter-clockwise, as `np.rot90` turns)."""
+    quarter_turns = round(frame.rotation / 90) % 4
+    if not quarter_turns:
+        return frame
+    rgb = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), quarter_turns))
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
 def default_threads(workers: int) -> int:
     """Decoder threads per worker: all cores for one worker, one each when workers share the CPU."""
     return 0 if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
