@@ -41,6 +41,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fer_lib import EMOTIONS
+from fer_lib.errors import one_line
 from fer_lib.evaluate import (
     SUMMARY_METRICS, EvaluationError, Predictions, actor_ranges, fmt, load_predictions, markdown_table,
     metrics_from_predictions, write_json,
@@ -278,7 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         folds = [int(k) for k in args.folds.split(",")] if args.folds else None
         cross_validate(args.data_dir, cv_dir, model_cfg, train_cfg, folds=folds, ablation=args.ablation)
     except (EvaluationError, *USER_ERRORS) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again; finished folds are skipped, the current one resumes",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fer_lib.config import TrainConfig
 from fer_lib.data import synthetic
+from fer_lib.errors import one_line
 from fer_lib.paths import DriveLayout
 
 SMOKE_RUN = "smoke"
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{result.best_metric:.3f} at epoch {result.best_epoch})")
         report = evaluate(result.best_checkpoint, layout.preprocessed, ablation=True, verbose=False)
     except (*USER_ERRORS, EvaluationError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     print(f"4/4 evaluation (test) -> {Path(report['out_dir']).resolve()}")
     for mode, metrics in report["results"].items():

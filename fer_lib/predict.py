@@ -45,6 +45,7 @@ from typing import Optional
 import numpy as np
 
 from fer_lib import EMOTIONS
+from fer_lib.errors import one_line
 from fer_lib.evaluate import (
     MODALITY_NAMES, PROB_FIELDS, EvaluationError, load_checkpoint, new_dir, resolve_checkpoint, write_json,
 )
@@ -129,7 +130,7 @@ def open_media(path: str | Path, sample_rate: int) -> MediaStreams:
         return MediaStreams(duration=float(duration), has_video=vstream is not None, has_audio=audio is not None,
                             fps=fps, width=width, height=height, audio=audio, start=float(start))
     except av.FFmpegError as exc:
-        raise PredictionError(f"{path.name}: cannot decode ({' '.join(str(exc).split())[:160]})") from None
+        raise PredictionError(f"{path.name}: cannot decode ({one_line(exc)[:160]})") from None
     finally:
         container.close()
 

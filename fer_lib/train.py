@@ -46,6 +46,7 @@ from fer_lib.config import MODALITY_FLAGS, PRESETS, ConfigError, ModelConfig, Tr
 from fer_lib.data.dataset import RavdessDataset, default_num_workers, list_cached_clips
 from fer_lib.data.index import DataError
 from fer_lib.data.splits import get_split
+from fer_lib.errors import one_line
 from fer_lib.models import BRANCHES, CheckpointMismatchError, PretrainedLoadError, build_model
 from fer_lib.preprocess import MANIFEST, manifest_hash, preprocess
 from fer_lib.training import checkpoint, embedding_cache, run_folder
@@ -293,7 +294,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         train(args.data_dir, args.save_dir, model_cfg, train_cfg, run_name=args.run_name, unfreeze=args.unfreeze,
               cache_dir=args.cache_dir, embedding_dir=args.embedding_dir)
     except USER_ERRORS as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)

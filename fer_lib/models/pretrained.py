@@ -38,6 +38,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from fer_lib.config import PRETRAINED_ARCHITECTURES
+from fer_lib.errors import one_line
 
 
 class PretrainedLoadError(ValueError):
@@ -99,7 +100,7 @@ def load_part(
                 source, config=config, dtype=torch.float32, output_loading_info=True, ignore_mismatched_sizes=True
             )
         except (OSError, RuntimeError, ValueError) as exc:
-            raise PretrainedLoadError(f"cannot load {role} from {source!r}: {_one_line(exc)}") from exc
+            raise PretrainedLoadError(f"cannot load {role} from {source!r}: {one_line(exc)}") from exc
     missing = sorted(info["missing_keys"]) + sorted(str(key) for key, *_ in info["mismatched_keys"])
     if missing:
         raise PretrainedLoadError(
@@ -120,12 +121,12 @@ def _part_config(
         try:
             return part, part.model_class.config_class(**kwargs)
         except (TypeError, ValueError) as exc:
-            raise PretrainedLoadError(f"bad {role} config: {_one_line(exc)}") from exc
+            raise PretrainedLoadError(f"bad {role} config: {one_line(exc)}") from exc
 
     try:
         checkpoint_config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise PretrainedLoadError(f"cannot read the {role} config from {source!r}: {_one_line(exc)}") from exc
+        raise PretrainedLoadError(f"cannot read the {role} config from {source!r}: {one_line(exc)}") from exc
     part = CHECKPOINT_PARTS[role].get(checkpoint_config.model_type)
     if part is None:
         raise PretrainedLoadError(
@@ -144,7 +145,3 @@ def _transformers_errors_only():
         yield
     finally:
         hf_logging.set_verbosity(previous)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from fer_lib.errors import one_line
+
 WEIGHTS = "model.safetensors"
 STATE = "training_state.pt"
 PROGRESS = "trainer_state.json"
@@ -94,7 +96,7 @@ def load(path: str | Path) -> Checkpoint:
             path=path,
         )
     except Exception as exc:  # safetensors, pickle and JSON each raise their own types for a damaged file
-        raise CheckpointError(f"damaged checkpoint {path}: {' '.join(str(exc).split())}") from exc
+        raise CheckpointError(f"damaged checkpoint {path}: {one_line(exc)}") from exc
 
 
 def find(run_dir: str | Path, name: str = "last") -> Optional[Path]:
