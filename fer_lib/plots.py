@@ -106,6 +106,25 @@ def timeline_figure(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cla
     return fig
 
 
+def _spread(n: int, count: int) -> np.ndarray:
+    """`count` (at most n) indices spread evenly over range(n), first and last included."""
+    return np.linspace(0, n - 1, num=min(count, n)).round().astype(int)
+
+
+def _frame_row(picks: np.ndarray, panel_size: tuple[float, float]) -> tuple[Figure, list]:
+    """A figure with one row of panels, one per picked frame: (figure, [(axis, frame index)])."""
+    fig = Figure(figsize=(panel_size[0] * len(picks), panel_size[1]))
+    return fig, list(zip(np.atleast_1d(fig.subplots(1, len(picks))), picks))
+
+
+def _finish(fig: Figure, title: str, fontsize: int = 9) -> Figure:
+    """The figure's overall title (if any) and a tight layout."""
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    return fig
+
+
 def face_strip(frames: np.ndarray, count: int = 8, size: int = 96) -> np.ndarray:
     """`count` evenly spaced face crops side by side, each `size` px: uint8 [size, count*size, 3].
 
@@ -118,7 +137,7 @@ def face_strip(frames: np.ndarray, count: int = 8, size: int = 96) -> np.ndarray
         raise ValueError(f"expected frames [T, C, H, W] or [T, H, W, C], got shape {frames.shape}")
     if frames.shape[1] == 3 and frames.shape[-1] != 3:
         frames = frames.transpose(0, 2, 3, 1)
-    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
+    picks = _spread(len(frames), count)
     tiles = [np.asarray(Image.fromarray(np.ascontiguousarray(frames[i]).astype(np.uint8)).resize((size, size)))
              for i in picks]
     return np.concatenate(tiles, axis=1)
@@ -135,10 +154,7 @@ def strips_figure(strips: Sequence[np.ndarray], captions: Sequence[str], title: 
         ax.axis("off")
     for ax in axes[len(strips):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title, fontsize=10)
 
 
 def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], title: str = "", subtitle: str = "",
@@ -190,9 +206,8 @@ def face_track_figure(frames: Sequence[np.ndarray], boxes: np.ndarray, landmarks
     """Whole frames with the tracked face box and the 5 landmarks (dashed box: not detected, filled in)."""
     from matplotlib.patches import Rectangle
 
-    picks = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
-    fig = Figure(figsize=(3.2 * len(picks), 2.2))
-    for ax, i in zip(np.atleast_1d(fig.subplots(1, len(picks))), picks):
+    fig, panels = _frame_row(_spread(len(frames), count), panel_size=(3.2, 2.2))
+    for ax, i in panels:
         ax.imshow(frames[i])
         x0, y0, x1, y1 = boxes[i]
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime",
@@ -200,25 +215,18 @@ def face_track_figure(frames: Sequence[np.ndarray], boxes: np.ndarray, landmarks
         _draw_landmarks(ax, landmarks[i], size=6)
         ax.set_title(f"frame {i}", fontsize=8)
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def landmark_strip_figure(crops: np.ndarray, landmarks: np.ndarray, count: int = 8, title: str = "") -> Figure:
     """The face crops the model sees ([T, 3, H, W] uint8) with their landmarks (crop pixels)."""
-    picks = np.linspace(0, len(crops) - 1, num=min(count, len(crops))).round().astype(int)
-    fig = Figure(figsize=(1.6 * len(picks), 1.9))
-    for ax, i in zip(np.atleast_1d(fig.subplots(1, len(picks))), picks):
+    fig, panels = _frame_row(_spread(len(crops), count), panel_size=(1.6, 1.9))
+    for ax, i in panels:
         ax.imshow(np.asarray(crops[i]).transpose(1, 2, 0))
         _draw_landmarks(ax, landmarks[i], size=5)
         ax.set_title(f"t={i}", fontsize=7)
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def roi_tokens_figure(crop: np.ndarray, landmarks: np.ndarray, token_indices: np.ndarray, patch_size: int,
