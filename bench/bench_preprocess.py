@@ -66,7 +66,8 @@ def single_worker_seconds(paths: list[Path], cache: Path, repeats: int = 3) -> t
 
     from fer_lib.config import PreprocessConfig
     from fer_lib.data.faces import FaceTracker
-    from fer_lib.preprocess import TORCH_THREADS, process_clip, write_npz
+    from fer_lib.data.cache import write_entry
+    from fer_lib.preprocess import TORCH_THREADS, process_clip
 
     previous = torch.get_num_threads()
     torch.set_num_threads(TORCH_THREADS)  # as preprocess() does
@@ -80,7 +81,7 @@ def single_worker_seconds(paths: list[Path], cache: Path, repeats: int = 3) -> t
                 ffmpeg.append(ffmpeg_decode_seconds(path))
                 start = time.perf_counter()
                 arrays, _ = process_clip(path, config, tracker)
-                write_npz(cache / f"{path.stem}.npz", arrays)
+                write_entry(cache, path.stem, arrays)
                 ours.append(time.perf_counter() - start)
         return ours, ffmpeg
     finally:

@@ -1,6 +1,6 @@
 """Epoch time with and without the embedding cache, for a model shaped like `lightweight`.
 
-    python -m bench.bench_train [--data_dir CACHE] [--visual_layers 4] [--audio_layers 4]
+    python -m bench.bench_train [--cache_dir CACHE] [--visual_layers 4] [--audio_layers 4]
 
 The model is the `lightweight` preset with both encoders frozen, as in its first Colab stage, but
 built from random weights (no download) at the real widths: a SigLIP2-base vision tower (768 wide,
@@ -11,7 +11,7 @@ towers have 12 and 24 layers, so on the real model the cache saves more than mea
 Two runs on the same clips, augmentation off in both (the cache requires it for frozen branches):
 - end to end: `embedding_cache=False`, the frozen encoders run on every clip of every epoch;
 - cached: the encoders run once per clip (the build, timed separately), the epochs only run heads.
-The ratio compares the mean epoch time (train + validation) of the two. Without --data_dir,
+The ratio compares the mean epoch time (train + validation) of the two. Without --cache_dir,
 synthetic clips are generated and preprocessed first (a few minutes).
 """
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from fer_lib.config import PARAKEET_ID, PRETRAINED_ARCHITECTURES, SIGLIP2_ID, TrainConfig, get_preset
+from fer_lib.data.cache import cached_stems
 
 
 def bench_model_config(visual_layers: int, audio_layers: int):
@@ -44,13 +45,13 @@ def synthetic_cache(root: Path, actors: int) -> Path:
     return root / "cache"
 
 
-def run(data_dir: Optional[str] = None, visual_layers: int = 4, audio_layers: int = 4, e2e_epochs: int = 1,
+def run(cache_dir: Optional[str] = None, visual_layers: int = 4, audio_layers: int = 4, e2e_epochs: int = 1,
         cached_epochs: int = 3, batch_size: int = 8, actors: int = 3) -> dict:
     from fer_lib.train import train
 
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         tmp = Path(tmp)
-        cache = Path(data_dir) if data_dir else synthetic_cache(tmp, actors)
+        cache = Path(cache_dir) if cache_dir else synthetic_cache(tmp, actors)
         model_cfg = bench_model_config(visual_layers, audio_layers)
         common = dict(batch_size=batch_size, grad_accum_steps=1, augment=False, num_workers=0,
                       early_stopping_patience=100)
@@ -66,7 +67,7 @@ def run(data_dir: Optional[str] = None, visual_layers: int = 4, audio_layers: in
         figures = {
             "model": f"lightweight-shaped, random init: SigLIP2-base width x {visual_layers} layers, "
                      f"Parakeet-0.6B width x {audio_layers} layers (both frozen), small LFM2",
-            "clips_in_cache": len(list(cache.glob("*.npz"))),
+            "clips_in_cache": len(cached_stems(cache)),
             "batch_size": batch_size,
             "epoch_s_end_to_end": round(timings["end_to_end"]["epoch_s"], 2),
             "epoch_s_cached": round(timings["cached"]["epoch_s"], 3),
@@ -81,12 +82,12 @@ def run(data_dir: Optional[str] = None, visual_layers: int = 4, audio_layers: in
 
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", help="a preprocessing cache (default: generate synthetic clips)")
+    parser.add_argument("--cache_dir", help="a preprocessing cache (default: generate synthetic clips)")
     parser.add_argument("--visual_layers", type=int, default=4)
     parser.add_argument("--audio_layers", type=int, default=4)
-    parser.add_argument("--actors", type=int, default=3, help="synthetic actors when no --data_dir (8 clips each)")
+    parser.add_argument("--actors", type=int, default=3, help="synthetic actors when no --cache_dir (8 clips each)")
     args = parser.parse_args(argv)
-    run(args.data_dir, args.visual_layers, args.audio_layers, actors=args.actors)
+    run(args.cache_dir, args.visual_layers, args.audio_layers, actors=args.actors)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fer_lib import EMOTIONS
+from fer_lib.errors import FerError
 from fer_lib.fileio import atomic_write_text
 
 
-class ConfigError(ValueError):
+class ConfigError(FerError):
     """A config value is wrong; the message is one line a person can act on."""
 
 
@@ -127,8 +128,6 @@ class ModelConfig:
 
 
 POOLINGS = ("mean", "max", "attention", "last")
-MODALITIES = ("audio", "visual")
-MODALITY_FLAGS = {"av": ("audio", "visual"), "a": ("audio",), "v": ("visual",)}
 
 
 @dataclass
@@ -142,7 +141,7 @@ class PreprocessConfig:
     min_face_size: int = 20  # MTCNN's smallest face, pixels on the downscaled detection frame
     detect_keyframes: int = 3  # full MTCNN on this many of the T frames; O-net tracks the face on all T
     include_song: bool = False
-    modalities: tuple[str, ...] = ("01",)  # RAVDESS modality codes kept: 01 = audio+video
+    media_types: tuple[str, ...] = ("01",)  # RAVDESS media-type codes kept (fer_lib.data.ravdess): 01 = audio+video
 
 
 @dataclass
@@ -159,7 +158,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     early_stopping_patience: int = 15
     early_stopping_metric: str = "macro_f1"  # macro_f1 | uar
-    modalities: str = "av"  # av | a | v
+    modalities: str = "av"  # av | a | v (fer_lib.modalities.FLAGS)
     fold: Optional[int] = None  # None: the fixed actor split; k: the k-th actor fold
     seed: int = 42
     num_workers: Optional[int] = None  # None: a sensible default for the machine
@@ -184,8 +183,9 @@ class TrainConfig:
             raise ConfigError(
                 f"early_stopping_metric must be one of {EARLY_STOPPING_METRICS}, got {self.early_stopping_metric!r}"
             )
-        if self.modalities not in MODALITY_FLAGS:
-            raise ConfigError(f"modalities must be one of {tuple(MODALITY_FLAGS)}, got {self.modalities!r}")
+        from fer_lib import modalities
+
+        modalities.parse(self.modalities)
         if self.fold is not None and (not isinstance(self.fold, int) or self.fold < 0):
             raise ConfigError(f"fold must be a non-negative integer or None, got {self.fold!r}")
         if self.num_workers is not None and self.num_workers < 0:
@@ -339,4 +339,4 @@ _NESTED = {
     (ModelConfig, "classifier"): ClassifierConfig,
     (PreprocessConfig, "input"): InputConfig,
 }
-_TUPLE_FIELDS = {"image_mean", "image_std", "hidden_dims", "modalities"}
+_TUPLE_FIELDS = {"image_mean", "image_std", "hidden_dims", "media_types"}

@@ -13,13 +13,12 @@ notebook runs alone in a fresh runtime on synthetic data.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from fer_lib import cli
 from fer_lib.config import TrainConfig
 from fer_lib.data import synthetic
-from fer_lib.errors import one_line
 from fer_lib.paths import DriveLayout
 
 SMOKE_RUN = "smoke"
@@ -34,11 +33,20 @@ def ensure_clips(layout: DriveLayout, actors: int = 8, repeats: int = 1, seed: i
 
 def ensure_cache(layout: DriveLayout, workers: int = 1) -> Path:
     """The preprocessing cache of `ravdess/` (resumable: finished clips are skipped); clips first if none."""
-    from fer_lib.preprocess import preprocess
+    from fer_lib import preprocess
 
     ensure_clips(layout)
-    preprocess(layout.ravdess, layout.preprocessed, workers=workers, verbose=False)
-    return layout.preprocessed
+    return preprocess.ensure_cache(layout.ravdess, layout.preprocessed, workers=workers)
+
+
+def ensure_long_clip(layout: DriveLayout, seconds: float = 9.0) -> Path:
+    """A synthetic clip longer than a window (`local/long_clip.mp4`), for prediction over time."""
+    import numpy as np
+
+    path = layout.local / "long_clip.mp4"
+    if not path.is_file():
+        synthetic.write_clip(path, synthetic.draw_spec(3, 1, "av", np.random.default_rng(0), seconds=seconds))
+    return path
 
 
 def smoke_train_config(epochs: int = 40, seed: int = 42) -> TrainConfig:
@@ -60,29 +68,25 @@ def ensure_run(layout: DriveLayout, name: str = SMOKE_RUN, epochs: int = 40, see
     return train(layout.preprocessed, layout.root / "runs", "tiny", smoke_train_config(epochs, seed), run_name=name)
 
 
+@cli.command(interrupted="run the same command again: finished steps are skipped, training resumes")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_lib.demo", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m fer_lib.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="demo_out", help="root folder, laid out as on Drive")
-    parser.add_argument("--actors", type=int, default=8, help="synthetic actors (>= 3 for an actor split)")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--actors", type=cli.int_range(3, 24), default=8, help="synthetic actors (3-24, for an actor split)")
+    parser.add_argument("--epochs", type=cli.POSITIVE_INT, default=40)
+    parser.add_argument("--seed", type=cli.NON_NEGATIVE_INT, default=42)
     parser.add_argument("--notebooks", action="store_true", help="also execute notebooks 00-05 headless")
     args = parser.parse_args(argv)
 
-    from fer_lib.evaluate import EvaluationError, evaluate
-    from fer_lib.train import USER_ERRORS
+    from fer_lib.evaluate import evaluate
 
     layout = DriveLayout.at(args.out).create()
-    try:
-        print(f"1/4 synthetic clips   -> {ensure_clips(layout, args.actors, seed=args.seed).resolve()}")
-        print(f"2/4 preprocessing     -> {ensure_cache(layout).resolve()}")
-        result = ensure_run(layout, SMOKE_RUN, args.epochs, args.seed)
-        print(f"3/4 training (tiny)   -> {result.run_dir.resolve()}  (best val {result.metric} "
-              f"{result.best_metric:.3f} at epoch {result.best_epoch})")
-        report = evaluate(result.best_checkpoint, layout.preprocessed, ablation=True, verbose=False)
-    except (*USER_ERRORS, EvaluationError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    print(f"1/4 synthetic clips   -> {ensure_clips(layout, args.actors, seed=args.seed).resolve()}")
+    print(f"2/4 preprocessing     -> {ensure_cache(layout).resolve()}")
+    result = ensure_run(layout, SMOKE_RUN, args.epochs, args.seed)
+    print(f"3/4 training (tiny)   -> {result.run_dir.resolve()}  (best val {result.metric} "
+          f"{result.best_metric:.3f} at epoch {result.best_epoch})")
+    report = evaluate(result.best_checkpoint, layout.preprocessed, ablation=True, verbose=False)
     print(f"4/4 evaluation (test) -> {Path(report['out_dir']).resolve()}")
     for mode, metrics in report["results"].items():
         print(f"      {mode:>2}: accuracy (WAR) {metrics['war']:.3f}  UAR {metrics['uar']:.3f}  "

@@ -3,7 +3,7 @@
 Three layers, so that the logic is tested without a browser and the story survives where widgets
 cannot render:
 
-1. Data functions on per-clip predictions (`fer_lib.evaluate.Predictions`, a predictions.csv or an
+1. Data functions on per-clip predictions (`fer_lib.predictions.Predictions`, a predictions.csv or an
    evaluation folder): `class_view` (an emotion's row and column of the confusion matrix, recall,
    precision, its most frequent confusions, its misclassified clips), `misclassified` (clips of an
    emotion predicted as something else; every error with no emotion given), `false_alarms` (clips
@@ -34,11 +34,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fer_lib import EMOTIONS
-from fer_lib.evaluate import Predictions, actor_ranges, confusion, fmt, load_predictions, markdown_table
+from fer_lib import EMOTIONS, show
+from fer_lib.errors import FerError
+from fer_lib.data.splits import actor_ranges
+from fer_lib.predictions import Predictions, load_predictions
+from fer_lib.reports import fmt, markdown_table
 
 VIDEO_EMBED_MAX_MB = 8.0  # larger originals are not embedded (notebook size, browser memory)
-DEFAULT_SAMPLE_RATE = 16000
 
 
 def emotion_index(emotion) -> int:
@@ -92,7 +94,7 @@ def _by_confidence(pred: Predictions, idx: np.ndarray) -> np.ndarray:
 def top_confusions(predictions, emotion=None, k: int = 5) -> list[dict]:
     """The most frequent off-diagonal cells: [{"true", "pred", "count", "share"}], `share` = count /
     clips of the true class. With `emotion`: only cells in its row or column."""
-    cm = confusion(load_predictions(predictions))
+    cm = load_predictions(predictions).confusion()
     c = None if emotion is None else emotion_index(emotion)
     cells = []
     for i in range(len(EMOTIONS)):
@@ -126,7 +128,7 @@ class ClassView:
 def class_view(predictions, emotion, k: int = 5) -> ClassView:
     pred = load_predictions(predictions)
     c = emotion_index(emotion)
-    cm = confusion(pred)
+    cm = pred.confusion()
     row = {EMOTIONS[j]: int(cm[c, j]) for j in range(len(EMOTIONS))}
     column = {EMOTIONS[i]: int(cm[i, c]) for i in range(len(EMOTIONS))}
     clips, predicted = int(cm[c].sum()), int(cm[:, c].sum())
@@ -159,40 +161,26 @@ def clips_markdown(pred: Predictions, indices, limit: Optional[int] = None) -> s
 # --------------------------------------------------------------------------------------------
 
 
-def cache_file(cache_dir: str | Path, clip_path: str) -> Path:
-    """The cache file of a clip: `<cache_dir>/<clip stem>.npz` (see `fer_lib.preprocess`)."""
-    return Path(cache_dir) / f"{Path(clip_path).stem}.npz"
-
-
 def load_media(cache_dir: Optional[str | Path], clip_path: str) -> Optional[dict]:
     """{"frames" uint8 [T, 3, S, S], "audio" float32 [valid samples], "sample_rate"} of a cached clip, or None.
 
     Looks in `cache_dir` by the clip's stem first (the Drive cache: the path in predictions.csv may be a
-    runtime-local copy that is gone), then at `clip_path` itself when it is a cache file.
+    runtime-local copy that is gone), then at `clip_path` itself when it is a cache entry.
     """
-    candidates = [cache_file(cache_dir, clip_path)] if cache_dir is not None else []
-    if str(clip_path).endswith(".npz"):
-        candidates.append(Path(clip_path))
+    from fer_lib.data import cache
+
+    stem = Path(clip_path).stem
+    candidates = [cache.entry_path(cache_dir, stem)] if cache_dir is not None else []
+    candidates.append(Path(clip_path))
     for path in candidates:
-        if not path.is_file():
-            continue
         try:
-            with np.load(path, allow_pickle=False) as data:
-                length = int(data["audio_length"]) if "audio_length" in data else len(data["audio"])
-                return {"frames": np.asarray(data["frames"]), "audio": np.asarray(data["audio"][:length], np.float32),
-                        "sample_rate": _cache_sample_rate(path.parent)}
-        except (OSError, KeyError, ValueError):
+            entry = cache.read_entry(path)
+            rate = cache.manifest_config(path.parent).input.sample_rate
+        except (FerError, OSError, KeyError, ValueError):
             continue
+        return {"frames": entry["frames"], "audio": entry["audio"][: int(entry["audio_length"])].astype(np.float32),
+                "sample_rate": int(rate)}
     return None
-
-
-def _cache_sample_rate(cache_dir) -> int:
-    try:
-        from fer_lib.preprocess import manifest_config
-
-        return int(manifest_config(cache_dir).input.sample_rate)
-    except Exception:  # no manifest (e.g. a copied subset): the cache format's default rate
-        return DEFAULT_SAMPLE_RATE
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -258,28 +246,11 @@ def _caption(row: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ != "TerminalInteractiveShell"
-
-
 def _show(markdown: Optional[str] = None, png: Optional[bytes] = None, display: bool = True) -> None:
-    if not display:
-        return
-    if _in_notebook():
-        from IPython.display import Image, Markdown
-        from IPython.display import display as ipy_display
-
-        if markdown:
-            ipy_display(Markdown(markdown))
+    if display:
+        show.markdown(markdown)
         if png:
-            ipy_display(Image(data=png))
-    elif markdown:
-        print(markdown)
+            show.figure(png)
 
 
 def show_static(predictions, cache_dir: Optional[str | Path] = None, emotions: Optional[Sequence] = None,
@@ -299,7 +270,7 @@ def show_static(predictions, cache_dir: Optional[str | Path] = None, emotions: O
     out = Path(out_dir) if out_dir else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    cm = confusion(pred)
+    cm = pred.confusion()
     overall = top_confusions(pred, k=8)
     head = [f"## Confusion explorer{': ' + subtitle if subtitle else ''}", "",
             f"{_n(len(pred), 'clip')} of {_n(len(set(pred.actors.tolist())), 'actor', False)} "
@@ -362,7 +333,7 @@ class ConfusionExplorer:
         self.videos = video_index(video_dir)
         self.subtitle = subtitle
         self.video_max_mb = video_max_mb
-        self.cm = confusion(self.pred)
+        self.cm = self.pred.confusion()
         self._ui = None
         self._pairs: list = []
         self._indices = np.zeros(0, np.int64)
@@ -492,7 +463,7 @@ def _html_tables(view: ClassView) -> str:
 
 def widgets_available() -> bool:
     """True in a notebook kernel with ipywidgets importable (Colab, Jupyter); False in a terminal or test."""
-    if not _in_notebook():
+    if not show.in_notebook():
         return False
     try:
         import ipywidgets  # noqa: F401

@@ -1,16 +1,57 @@
-"""Writing a file so that a reader (or a Drive sync) never sees it half-written."""
+"""Writing a file so that a reader (or a Drive sync) never sees it half-written: the one way fer_lib does it.
+
+    with atomic_file(path, "w", newline="") as handle:   # any writer: csv, np.savez, Figure.savefig ...
+        ...
+    atomic_write_text(path, text)
+
+The data goes to a hidden temporary file in the same folder (`.<name>.<pid>.tmp`), which replaces
+`path` in one rename once it is complete and closed. A failure (a full disk, an exception in the
+`with` block) deletes the temporary file and leaves `path` as it was. A process killed mid-write
+leaves only its temporary file behind; `stale_temporaries` finds those for clean-up.
+"""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Iterator
+
+TMP_SUFFIX = ".tmp"
+
+
+def temporary_path(path: Path) -> Path:
+    """The hidden temporary name `path` is written under by this process."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
+    """Open a temporary file beside `path` for writing; rename it over `path` when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, mode, **open_kwargs) as handle:
+            yield handle
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a hidden temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_file(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def stale_temporaries(folder: str | Path) -> list[Path]:
+    """The temporary files `atomic_file` left in `folder` (not below it) when a process died mid-write."""
+    folder = Path(folder)
+    return sorted(folder.glob(f".*{TMP_SUFFIX}")) if folder.is_dir() else []

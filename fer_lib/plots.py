@@ -16,17 +16,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fer_lib import EMOTIONS
+from fer_lib.fileio import atomic_file
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write `fig` to `path` (PNG) via a temporary file, so a disconnect never leaves half a PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_file(path) as handle:
         fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:

@@ -1,11 +1,14 @@
 """Train an emotion model: `train(...)` in a notebook, `python -m fer_lib.train` on the command line.
 
-    python -m fer_lib.train --data_dir CACHE --save_dir RUNS --config_type {tiny,lightweight,full}
-        [--batch_size 8] [--grad_accum_steps 2] [--max_epochs 50] [--lr 1e-4] [--early_stopping_patience 15]
-        [--use_wandb] [--resume_from CKPT [--unfreeze visual_encoder]] [--modalities av|a|v] [--fold K] [--seed 42]
+    python -m fer_lib.train (--cache_dir CACHE | --data_dir RAW [--cache_dir CACHE]) --save_dir RUNS
+        --config_type {tiny,lightweight,full} [--batch_size 8] [--grad_accum_steps 2] [--max_epochs 50]
+        [--lr 1e-4] [--early_stopping_patience 15] [--use_wandb] [--resume_from CKPT [--unfreeze visual_encoder]]
+        [--modalities av|a|v] [--fold K] [--seed 42]
 
-`--data_dir` is the preprocessing cache (`python -m fer_lib.preprocess`). Given a folder of raw clips
-instead, pass `--cache_dir` and it is preprocessed there first. Everything goes to one run folder,
+`--cache_dir` is the preprocessing cache (`python -m fer_lib.preprocess`); `--data_dir` the raw clips,
+preprocessed first into `--cache_dir` (default: `cache/preprocessed/` beside them, as in the Drive
+layout) when they are not cached yet. The preset defaults to `lightweight` here and in `train()`.
+Everything goes to one run folder,
 `<save_dir>/<run_name>/` (layout in drive_layout.md, checkpoint files in fer_lib/training/checkpoint.py):
 config.json, split.json, checkpoints/last/, checkpoints/best/, metrics.csv, metrics.json, curves.png.
 
@@ -24,8 +27,9 @@ Several GPUs: the same command under `torchrun --nproc_per_node N -m fer_lib.tra
 `accelerate launch --num_processes N -m fer_lib.train ...` runs DDP; `--batch_size` is per process.
 Process 0 writes all files.
 
-Bad input (a config value, a missing cache, a checkpoint of another preset or architecture, a run
-folder of another config) ends with one line on stderr and exit code 2.
+Bad input (a config value, a missing cache, a cache built for other model inputs, a checkpoint of
+another preset or architecture, a run folder of another config) ends with one line on stderr and
+exit code 2 (`fer_lib.cli`).
 """
 
 from __future__ import annotations
@@ -42,25 +46,25 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
-from fer_lib.config import MODALITY_FLAGS, PRESETS, ConfigError, ModelConfig, TrainConfig, get_preset
-from fer_lib.data.dataset import RavdessDataset, default_num_workers, list_cached_clips
-from fer_lib.data.index import DataError
+from fer_lib import cli
+from fer_lib import modalities as modality_names
+from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_preset
+from fer_lib.data import cache
+from fer_lib.data.dataset import RavdessDataset, default_num_workers
 from fer_lib.data.splits import get_split
-from fer_lib.errors import one_line
-from fer_lib.models import BRANCHES, CheckpointMismatchError, PretrainedLoadError, build_model
-from fer_lib.preprocess import MANIFEST, manifest_hash, preprocess
+from fer_lib.models import PRETRAINED_PARTS, build_model
+from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
 from fer_lib.training.checkpoint import CheckpointError
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
 from fer_lib.training.loop import Progress, Trainer
 from fer_lib.training.optim import build_optimizer
-from fer_lib.training.run_folder import RunConflictError
 
-# Which config field freezes each of the model's BRANCHES.
+DEFAULT_PRESET = "lightweight"
+# Which config field freezes each of the model's PRETRAINED_PARTS.
 FREEZE_FIELDS = {"audio_encoder": ("audio", "freeze_encoder"), "visual_encoder": ("visual", "freeze_encoder"),
                  "backbone": ("fusion", "freeze_backbone")}
-USER_ERRORS = (ConfigError, DataError, CheckpointError, CheckpointMismatchError, PretrainedLoadError, RunConflictError)
 
 
 @dataclass
@@ -77,24 +81,25 @@ class TrainResult:
     metrics: list[dict]  # the rows of metrics.json
 
 
-def train(data_dir: Union[str, Path], save_dir: Union[str, Path], model_config: Union[str, ModelConfig] = "tiny",
-          train_config: Optional[TrainConfig] = None, *, run_name: Optional[str] = None,
-          unfreeze: Iterable[str] = (), cache_dir: Optional[Union[str, Path]] = None,
+def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
+          model_config: Union[str, ModelConfig] = DEFAULT_PRESET, train_config: Optional[TrainConfig] = None, *,
+          data_dir: Optional[Union[str, Path]] = None, run_name: Optional[str] = None, unfreeze: Iterable[str] = (),
           embedding_dir: Optional[Union[str, Path]] = None, show_progress: bool = True) -> TrainResult:
     """Train (or resume) one run; see the module docstring.
 
-    model_config: a preset name or a ModelConfig. train_config: TrainConfig (its `resume_from` names a
-    checkpoint folder to start from). unfreeze: branches ("audio_encoder", "visual_encoder",
-    "backbone") to train although the preset freezes them. cache_dir: where raw clips in `data_dir`
-    are preprocessed to. embedding_dir: where frozen-encoder features are cached (default: `embeddings/`
-    beside the preprocessing cache, i.e. `cache/embeddings/` in the Drive layout).
+    cache_dir: the preprocessing cache; data_dir: raw clips, preprocessed into `cache_dir` first when
+    needed (`fer_lib.preprocess.ensure_cache`). model_config: a preset name or a ModelConfig.
+    train_config: TrainConfig (its `resume_from` names a checkpoint folder to start from). unfreeze:
+    parts ("audio_encoder", "visual_encoder", "backbone") to train although the preset freezes them.
+    embedding_dir: where frozen-encoder features are cached (default: `embeddings/` beside the
+    preprocessing cache, i.e. `cache/embeddings/` in the Drive layout).
     """
     model_cfg = get_preset(model_config) if isinstance(model_config, str) else copy.deepcopy(model_config)
     train_cfg = dataclasses.replace(train_config or TrainConfig())
-    for branch in unfreeze:
-        if branch not in FREEZE_FIELDS:
-            raise ConfigError(f"cannot unfreeze {branch!r}; choose from {tuple(FREEZE_FIELDS)}")
-        section, field = FREEZE_FIELDS[branch]
+    for part in unfreeze:
+        if part not in FREEZE_FIELDS:
+            raise ConfigError(f"cannot unfreeze {part!r}; choose from {tuple(FREEZE_FIELDS)}")
+        section, field = FREEZE_FIELDS[part]
         setattr(getattr(model_cfg, section), field, False)
     model_cfg.validate()
     train_cfg.validate()
@@ -107,10 +112,11 @@ def train(data_dir: Union[str, Path], save_dir: Union[str, Path], model_config: 
     )
     say = accelerator.print
     with accelerator.main_process_first():
-        data_dir = _cache_folder(Path(data_dir).expanduser(), cache_dir)
-    clips = list_cached_clips(data_dir)
+        cache_dir = ensure_cache(data_dir, cache_dir)
+    cache.check_inputs(cache_dir, model_cfg.input)
+    clips = cache.list_clips(cache_dir)
     split = get_split(train_cfg.fold, {clip.actor for clip in clips})
-    split_info = {**split.as_dict(), "fold": train_cfg.fold, "manifest_hash": manifest_hash(data_dir)}
+    split_info = {**split.as_dict(), "fold": train_cfg.fold, "manifest_hash": cache.manifest_hash(cache_dir)}
     config = run_folder.resolved_config(model_cfg, train_cfg)
     run_dir = Path(save_dir).expanduser() / (run_name or run_folder.default_run_name(config))
     run_folder.check(run_dir, config, split_info)
@@ -130,21 +136,21 @@ def train(data_dir: Union[str, Path], save_dir: Union[str, Path], model_config: 
     say(origin)
 
     model.to(accelerator.device)
-    modalities = MODALITY_FLAGS[train_cfg.modalities]
+    modalities = modality_names.parse(train_cfg.modalities)
     num_workers = default_num_workers() if train_cfg.num_workers is None else train_cfg.num_workers
-    embedding_root = Path(embedding_dir).expanduser() if embedding_dir else data_dir.parent / "embeddings"
+    embedding_root = Path(embedding_dir).expanduser() if embedding_dir else cache_dir.parent / "embeddings"
     stores = {
-        branch: embedding_cache.open_or_build(branch, embedding_root, model, model_cfg, data_dir,
-                                              split_info["manifest_hash"], accelerator, train_cfg.batch_size,
-                                              num_workers, show_progress)
-        for branch in embedding_cache.cached_branches(model, modalities, train_cfg.embedding_cache)
+        modality: embedding_cache.open_or_build(modality, embedding_root, model, model_cfg, cache_dir,
+                                                split_info["manifest_hash"], accelerator, train_cfg.batch_size,
+                                                num_workers, show_progress)
+        for modality in embedding_cache.cached_modalities(model, modalities, train_cfg.embedding_cache)
     }
-    for branch, store in stores.items():
-        say(f"{branch} encoder frozen: its features are cached in {store.path}")
+    for modality, store in stores.items():
+        say(f"{modality} encoder frozen: its features are cached in {store.path}")
 
     def items(part: tuple[int, ...], augment: bool) -> TrainingItems:
         part_clips = [clip for clip in clips if clip.actor in part]
-        return TrainingItems(RavdessDataset(data_dir, clips=part_clips), modalities, stores, augment, train_cfg.seed)
+        return TrainingItems(RavdessDataset(cache_dir, clips=part_clips), modalities, stores, augment, train_cfg.seed)
 
     optimizer = build_optimizer(model, train_cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -179,19 +185,6 @@ def _precision() -> str:
     return "bf16" if torch.cuda.get_device_capability()[0] >= 8 else "fp16"
 
 
-def _cache_folder(data_dir: Path, cache_dir: Optional[Union[str, Path]]) -> Path:
-    """The preprocessing cache to train on: `data_dir` itself, or raw clips in it preprocessed into `cache_dir`."""
-    if (data_dir / MANIFEST).is_file():
-        return data_dir
-    if not data_dir.is_dir():
-        raise DataError(f"data folder not found: {data_dir}")
-    if cache_dir is None:
-        raise DataError(f"{data_dir} is not a preprocessing cache (no {MANIFEST}); if it holds raw clips, pass "
-                        f"--cache_dir DIR to preprocess them there first (or run python -m fer_lib.preprocess)")
-    preprocess(data_dir, cache_dir)
-    return Path(cache_dir).expanduser()
-
-
 def _starting_checkpoint(last: Optional[Path], resume_from: Optional[str],
                          model_cfg: ModelConfig) -> Optional[checkpoint.Checkpoint]:
     """The checkpoint a run starts from (its own `last`, else `resume_from`), checked before any model is built."""
@@ -215,12 +208,12 @@ def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
         progress = Progress(**ckpt.progress)
         return progress, ckpt.state, (f"resuming {ckpt.path} at epoch {progress.epoch + 1}, step {progress.step}"
                                       + (f" (batch {progress.batches_done} of the epoch)" if progress.batches_done else ""))
-    # Another config (e.g. a branch thawed for fine-tuning): the saved weights were those trainable
+    # Another config (e.g. a part thawed for fine-tuning): the saved weights were those trainable
     # under the saved freeze flags, so load them under those flags, then apply this run's.
     for saved in (True, False):
-        for branch, (section, field) in FREEZE_FIELDS.items():
+        for part, (section, field) in FREEZE_FIELDS.items():
             frozen = (ckpt.config if saved else config)["model"][section][field]
-            model.set_trainable(branch, not frozen)
+            model.set_trainable(part, not frozen)
         if saved:
             model.load_trainable_state_dict(ckpt.weights)
     return Progress(), None, f"starting from the weights of {ckpt.path} (fresh optimizer and schedule)"
@@ -237,42 +230,68 @@ def _report(result: TrainResult) -> str:
     ])
 
 
+STAGE3_PARTS = ("visual_encoder",)
+
+
+def stage3_config(stage2: TrainConfig, best_checkpoint: Union[str, Path], max_epochs: int, lr: float) -> TrainConfig:
+    """Stage 3 of the recipe: fine-tune from stage 2's best weights with the SigLIP2 tower thawed
+    (`unfreeze=STAGE3_PARTS`). Half the batch and twice the accumulation (the same clips per optimizer
+    step; the thawed tower's activations need the memory), `lr` for the heads, a fresh optimizer and
+    schedule of `max_epochs`; the rest as in stage 2."""
+    return dataclasses.replace(stage2, max_epochs=max_epochs, batch_size=max(1, stage2.batch_size // 2),
+                               grad_accum_steps=stage2.grad_accum_steps * 2, lr=lr,
+                               resume_from=str(best_checkpoint))
+
+
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
+# Checked at parse time: a wrong value stops the command before anything starts.
+TRAINING_FLAG_TYPES = {
+    "batch_size": cli.POSITIVE_INT, "grad_accum_steps": cli.POSITIVE_INT, "max_epochs": cli.POSITIVE_INT,
+    "early_stopping_patience": cli.POSITIVE_INT, "seed": cli.NON_NEGATIVE_INT,
+    "checkpoint_every_steps": cli.NON_NEGATIVE_INT, "num_workers": cli.NON_NEGATIVE_INT,
+    "lr": cli.POSITIVE_FLOAT, "backbone_lr": cli.POSITIVE_FLOAT, "weight_decay": cli.float_range(0),
+    "warmup_ratio": cli.float_range(0, 1, high_open=True), "max_grad_norm": cli.POSITIVE_FLOAT,
+}
+PER_RUN_FLAGS = ("--save_dir", "--run_name", "--resume_from", "--fold", "--unfreeze")
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+
+def add_training_flags(parser: argparse.ArgumentParser, per_run: bool = True) -> None:
+    """The flags of the model and of its training, shared by `fer_lib.train` and `fer_lib.cv`.
+
+    per_run=False leaves out PER_RUN_FLAGS (cross-validation sets them per fold).
+    """
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m fer_lib.train", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     paths = parser.add_argument_group("where")
-    paths.add_argument("--data_dir", required=True, help="the preprocessing cache (or raw clips, with --cache_dir)")
-    paths.add_argument("--save_dir", default="runs", help="the folder of run folders (MyDrive/fer/runs in Colab)")
-    paths.add_argument("--run_name", help="run folder name (default: from the config, so a rerun resumes)")
-    paths.add_argument("--cache_dir", help="preprocess raw clips of --data_dir into this folder first")
+    paths.add_argument("--cache_dir", help="the preprocessing cache (cache/preprocessed)")
+    paths.add_argument("--data_dir", help="raw RAVDESS clips, preprocessed into --cache_dir first if needed")
     paths.add_argument("--embedding_dir", help="frozen-encoder feature cache (default: embeddings/ beside the cache)")
-    paths.add_argument("--resume_from", help="checkpoint folder to start from (e.g. RUN/checkpoints/best)")
+    if per_run:
+        paths.add_argument("--save_dir", default="runs", help="the folder of run folders (MyDrive/fer/runs in Colab)")
+        paths.add_argument("--run_name", help="run folder name (default: from the config, so a rerun resumes)")
+        paths.add_argument("--resume_from", help="checkpoint folder to start from (e.g. RUN/checkpoints/best)")
     model = parser.add_argument_group("model")
-    model.add_argument("--config_type", choices=PRESETS, default="lightweight", help="model preset")
-    model.add_argument("--unfreeze", nargs="+", choices=tuple(BRANCHES), default=(),
-                       help="train these pretrained parts too (e.g. visual_encoder, stage 3)")
-    model.add_argument("--label_smoothing", type=float, help="classifier label smoothing (preset default: 0)")
-    model.add_argument("--modality_dropout", type=float, help="probability of dropping one modality per clip")
+    model.add_argument("--config_type", choices=PRESETS, default=DEFAULT_PRESET, help="model preset")
+    if per_run:
+        model.add_argument("--unfreeze", nargs="+", choices=tuple(PRETRAINED_PARTS), default=(),
+                           help="train these pretrained parts too (e.g. visual_encoder, stage 3)")
+    model.add_argument("--label_smoothing", type=cli.float_range(0, 1, high_open=True),
+                       help="classifier label smoothing (preset default: 0)")
+    model.add_argument("--modality_dropout", type=cli.float_range(0, 1, high_open=True),
+                       help="probability of dropping one modality per clip (preset default)")
     train_flags = parser.add_argument_group("training")
-    for name in ("batch_size", "grad_accum_steps", "max_epochs", "early_stopping_patience", "seed",
-                 "checkpoint_every_steps", "num_workers"):
-        train_flags.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
-    for name in ("lr", "backbone_lr", "weight_decay", "warmup_ratio", "max_grad_norm"):
-        train_flags.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+    for name, kind in TRAINING_FLAG_TYPES.items():
+        train_flags.add_argument(f"--{name}", type=kind, default=getattr(defaults, name))
     train_flags.add_argument("--early_stopping_metric", choices=("macro_f1", "uar"), default=defaults.early_stopping_metric)
-    train_flags.add_argument("--modalities", choices=tuple(MODALITY_FLAGS), default=defaults.modalities)
-    train_flags.add_argument("--fold", type=int, help="actor fold (default: the fixed actor split)")
+    train_flags.add_argument("--modalities", choices=tuple(modality_names.FLAGS), default=defaults.modalities)
+    if per_run:
+        train_flags.add_argument("--fold", type=cli.NON_NEGATIVE_INT, help="actor fold (default: the fixed actor split)")
     train_flags.add_argument("--use_wandb", action="store_true", help="log to W&B (offline without WANDB_API_KEY)")
     train_flags.add_argument("--no_augment", action="store_true", help="no train-time augmentation")
     train_flags.add_argument("--no_embedding_cache", action="store_true",
                              help="run frozen encoders every epoch (needed to augment their input)")
-    return parser.parse_args(argv)
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -287,18 +306,15 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
     return model_cfg, train_cfg
 
 
+@cli.command(interrupted="run the same command again to resume from the last checkpoint")
 def main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
-    try:
-        model_cfg, train_cfg = configs_from_args(args)
-        train(args.data_dir, args.save_dir, model_cfg, train_cfg, run_name=args.run_name, unfreeze=args.unfreeze,
-              cache_dir=args.cache_dir, embedding_dir=args.embedding_dir)
-    except USER_ERRORS as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    parser = cli.ArgumentParser(prog="python -m fer_lib.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_training_flags(parser)
+    args = parser.parse_args(argv)
+    model_cfg, train_cfg = configs_from_args(args)
+    train(args.cache_dir, args.save_dir, model_cfg, train_cfg, data_dir=args.data_dir, run_name=args.run_name,
+          unfreeze=args.unfreeze, embedding_dir=args.embedding_dir)
     return 0
 
 

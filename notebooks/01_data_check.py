@@ -25,12 +25,10 @@ SMOKE = False  # True: synthetic clips when ravdess/ is empty, so the notebook r
 WORKERS = 2  # preprocessing processes (a Colab A100 runtime has 12 CPU cores)
 
 # %%
-from IPython.display import Audio, display
-
-from fer_lib import demo, plots
+from fer_lib import demo, show
 from fer_lib.colab import mount_drive
-from fer_lib.data.dataset import copy_cache_to_local
-from fer_lib.data.index import check_data, expected_counts
+from fer_lib.data import cache
+from fer_lib.data.index import check_data
 from fer_lib.paths import default_layout
 from fer_lib.preprocess import inspect_clip, preprocess
 
@@ -53,7 +51,7 @@ index = check_data(layout.ravdess, out_dir=layout.preprocessed)
 # (4 for neutral, which has no strong intensity, 8 for the others).
 
 # %%
-display(plots.counts_heatmap(index.counts(), expected_counts()))
+show.data_check(index)
 
 # %% [markdown]
 # ## One clip through the preprocessing
@@ -62,12 +60,8 @@ display(plots.counts_heatmap(index.counts(), expected_counts()))
 # giving a face box (dashed where the face was filled in from its neighbours) and 5 landmarks per frame.
 
 # %%
-sample = inspect_clip(index.clips[0].path)
-print(f"{index.clips[0].path.name}: window starts at {sample.window_start:.2f} s, "
-      f"face found on {sample.detected.sum()} of {len(sample.detected)} frames")
-display(plots.face_track_figure(sample.frames, sample.boxes, sample.landmarks, sample.detected))
-display(plots.landmark_strip_figure(sample.crops, sample.crop_landmarks, title="the 224x224 face crops the model sees"))
-display(Audio(sample.audio, rate=sample.sample_rate))
+print(index.clips[0].path.name)
+show.clip_inspection(inspect_clip(index.clips[0].path))
 
 # %% [markdown]
 # ## The preprocessing cache
@@ -79,5 +73,5 @@ display(Audio(sample.audio, rate=sample.sample_rate))
 
 # %%
 summary = preprocess(layout.ravdess, layout.preprocessed, workers=WORKERS)
-copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
+cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
 print(f"cache ready for training: {layout.local_preprocessed}")

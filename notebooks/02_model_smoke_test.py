@@ -25,13 +25,13 @@ SMOKE = False  # True: the tiny preset on synthetic clips, so the notebook runs 
 
 # %%
 import torch
-from IPython.display import display
 
-from fer_lib import demo, plots
+from fer_lib import demo, show
 from fer_lib.colab import mount_drive
 from fer_lib.config import get_preset
+from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, collate
-from fer_lib.models import build_model
+from fer_lib.models import build_model, smoke
 from fer_lib.models.sizes import estimate_training_memory, format_parameter_table, parameter_table
 from fer_lib.paths import default_layout
 
@@ -61,17 +61,10 @@ print(f"\nestimated training memory at batch {BATCH_SIZE}, bf16: {memory['total'
 # output does not change. The loss must be finite and gradients must reach the trainable parts.
 
 # %%
-cache = layout.local_preprocessed if any(layout.local_preprocessed.glob("*.npz")) else layout.preprocessed
-dataset = RavdessDataset(cache)
+cache_dir = layout.local_preprocessed if cache.is_cache(layout.local_preprocessed) else layout.preprocessed
+dataset = RavdessDataset(cache_dir)
 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate([dataset[0], dataset[1]]).items()}
-model.train()
-for modalities in (("audio",), ("visual",), ("audio", "visual")):
-    model.zero_grad()
-    output = model(batch, modalities=modalities)
-    output.loss.backward()
-    with_grad = sum(p.grad is not None for p in model.parameters() if p.requires_grad)
-    print(f"{'+'.join(modalities):>12}: logits {tuple(output.logits.shape)}, loss {output.loss.item():.3f}, "
-          f"{with_grad} trainable tensors got gradients")
+print(smoke.format_rows(smoke.forward_backward(model, batch)))
 
 # %% [markdown]
 # ## The tokens ROI compression keeps
@@ -79,7 +72,4 @@ for modalities in (("audio",), ("visual",), ("audio", "visual")):
 # tokens nearest to the eyes, brows, nose and mouth corners (the landmarks from preprocessing).
 
 # %%
-landmarks = batch["landmarks"][:1]  # (1, T, 5, 2)
-kept = model.visual.roi.select(landmarks, 1, landmarks.shape[1])[0, 0].cpu()  # token indices of frame 0
-display(plots.roi_tokens_figure(batch["frames"][0, 0].cpu().numpy(), landmarks[0, 0].cpu().numpy(), kept.numpy(),
-                                model.visual.tower.patch_size))
+show.roi_tokens(model, batch)

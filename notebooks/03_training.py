@@ -42,15 +42,15 @@ SMOKE = False  # True: the tiny preset for 2 epochs on synthetic clips, so the n
 from fer_lib import demo
 from fer_lib.colab import flush_drive, mount_drive
 from fer_lib.config import TrainConfig
-from fer_lib.data.dataset import copy_cache_to_local
+from fer_lib.data import cache
 from fer_lib.paths import default_layout
-from fer_lib.train import train
+from fer_lib.train import STAGE3_PARTS, stage3_config, train
 
 mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:
     demo.ensure_cache(layout)  # synthetic clips and their cache, made only where missing
-copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
+cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
 
 # %% [markdown]
 # ## Train (or resume)
@@ -75,11 +75,9 @@ print(f"best validation {result.metric} {result.best_metric:.3f} at epoch {resul
 
 # %%
 if STAGE3:
-    stage3 = TrainConfig(max_epochs=STAGE3_EPOCHS, batch_size=BATCH_SIZE // 2, grad_accum_steps=GRAD_ACCUM_STEPS * 2,
-                         lr=STAGE3_LR, early_stopping_patience=EARLY_STOPPING_PATIENCE, modalities=MODALITIES,
-                         fold=FOLD, use_wandb=USE_WANDB, resume_from=str(result.best_checkpoint))
+    stage3 = stage3_config(config, result.best_checkpoint, STAGE3_EPOCHS, STAGE3_LR)
     result = train(layout.local_preprocessed, layout.root / "runs", PRESET, stage3, run_name=f"{RUN_NAME}-stage3",
-                   unfreeze=("visual_encoder",), embedding_dir=layout.embeddings)
+                   unfreeze=STAGE3_PARTS, embedding_dir=layout.embeddings)
 
 # %% [markdown]
 # Drive writes land late: flushing makes sure every checkpoint is really on Drive before the runtime goes.

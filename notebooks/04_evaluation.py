@@ -26,14 +26,10 @@ CV_NAME = None  # cv/<CV_NAME>/ to summarise, when cross-validation was run
 SMOKE = False  # True: a tiny run on synthetic clips, so the notebook runs anywhere
 
 # %%
-from pathlib import Path
-
-from IPython.display import Image, Markdown, display
-
-from fer_lib import cv, demo
+from fer_lib import cv, demo, show
 from fer_lib.colab import mount_drive
-from fer_lib.data.dataset import copy_cache_to_local
-from fer_lib.evaluate import evaluate, load_predictions
+from fer_lib.data import cache
+from fer_lib.evaluate import evaluate
 from fer_lib.explorer import explore
 from fer_lib.paths import default_layout
 
@@ -41,7 +37,7 @@ mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
     RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
-copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
+cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
 
 # %% [markdown]
 # ## Test metrics and the modality ablation
@@ -50,9 +46,7 @@ copy_cache_to_local(layout.preprocessed, layout.local_preprocessed)
 
 # %%
 report = evaluate(layout.run(RUN_NAME), layout.local_preprocessed, ablation=True)
-out_dir = Path(report["out_dir"])
-display(Markdown((out_dir / "ablation.md").read_text()))
-display(Image(filename=str(out_dir / "av" / "confusion_normalized.png")))
+show.evaluation(report)
 
 # %% [markdown]
 # ## Per-emotion confusion explorer
@@ -62,8 +56,7 @@ display(Image(filename=str(out_dir / "av" / "confusion_normalized.png")))
 # shown as static tables and images, for GitHub and for runs without a live kernel.
 
 # %%
-predictions = load_predictions(out_dir / "av" / "predictions.csv")
-explorer = explore(predictions, layout.local_preprocessed, subtitle=report["subtitle"])
+explorer = explore(report["files"]["predictions"], layout.local_preprocessed, subtitle=report["subtitle"])
 
 # %% [markdown]
 # ## Cross-validation summary
@@ -72,8 +65,6 @@ explorer = explore(predictions, layout.local_preprocessed, subtitle=report["subt
 
 # %%
 if CV_NAME and layout.cv(CV_NAME).exists():
-    summary = cv.aggregate(layout.cv(CV_NAME))
-    display(Markdown((layout.cv(CV_NAME) / "summary.md").read_text()))
-    display(Image(filename=str(layout.cv(CV_NAME) / "confusion_summed_normalized.png")))
+    show.cross_validation(cv.aggregate(layout.cv(CV_NAME)))
 else:
     print("no cross-validation folder given (CV_NAME)")

@@ -21,14 +21,8 @@ VIDEO = None  # a video path; None: upload one (Colab)
 SMOKE = False  # True: a tiny run and a long synthetic clip, so the notebook runs anywhere
 
 # %%
-from pathlib import Path
-
-import numpy as np
-from IPython.display import Image, Markdown, display
-
-from fer_lib import demo
+from fer_lib import demo, show
 from fer_lib.colab import mount_drive, upload_file
-from fer_lib.data import synthetic
 from fer_lib.paths import default_layout
 from fer_lib.predict import predict_video
 
@@ -36,9 +30,8 @@ mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
     RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
-    VIDEO = VIDEO or synthetic.write_clip(layout.local / "long_clip.mp4",
-                                          synthetic.draw_spec(3, 1, "av", np.random.default_rng(0), seconds=9.0))
-VIDEO = Path(VIDEO or upload_file(layout.local))
+    VIDEO = VIDEO or demo.ensure_long_clip(layout)
+VIDEO = VIDEO or upload_file(layout.local)
 
 # %% [markdown]
 # ## Predict
@@ -47,8 +40,4 @@ VIDEO = Path(VIDEO or upload_file(layout.local))
 
 # %%
 result = predict_video(VIDEO, layout.run(RUN_NAME))  # into predictions/<video name>/ beside runs/
-out_dir = Path(result["out_dir"])
-display(Image(filename=str(out_dir / "timeline.png")))
-if "faces" in result["files"]:
-    display(Image(filename=str(out_dir / result["files"]["faces"])))
-display(Markdown(f"**Overall: {result['label']}**"))
+show.prediction(result)

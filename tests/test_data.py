@@ -19,16 +19,17 @@ import torch
 
 from fer_lib.config import PreprocessConfig
 from fer_lib.data import synthetic
-from fer_lib.data.dataset import (
-    RavdessDataset, augment_audio, augment_frames, collate, copy_cache_to_local, list_cached_clips, make_loader,
-)
+from fer_lib.data.augment import augment_audio, augment_frames
+from fer_lib.data.cache import CacheMismatchError, list_clips, manifest_hash
+from fer_lib.data.cache import copy_to_local as copy_cache_to_local
+from fer_lib.data.dataset import RavdessDataset, collate, make_loader
 from fer_lib.data.faces import select_track, smooth_boxes
 from fer_lib.data.index import DataError, build_index, check_data, expected_stems
 from fer_lib.data.splits import (
     ALL_ACTORS, SplitError, Split, describe_splits, fixed_split, fold_groups, get_split, kfold_splits,
 )
 from fer_lib.models.roi import canonical_landmarks
-from fer_lib.preprocess import CacheMismatchError, main, manifest_hash, preprocess
+from fer_lib.preprocess import main, preprocess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ def test_index_parses_typed_records(synthetic_clips):
     assert len(index.clips) == len(synthetic_clips.paths) and not index.problems
     assert [c.stem for c in index.clips] == sorted((c.stem for c in index.clips), key=lambda s: (int(s[-2:]), s))
     c = next(c for c in index.clips if c.stem == "01-01-03-01-01-01-01")
-    assert (c.modality, c.vocal_channel, c.emotion, c.intensity, c.statement, c.repetition, c.actor) == (1, 1, 3, 1, 1, 1, 1)
+    assert (c.media_type, c.vocal_channel, c.emotion, c.intensity, c.statement, c.repetition, c.actor) == (1, 1, 3, 1, 1, 1, 1)
     assert c.gender == "male" and c.label == 2 and isinstance(c.path, Path)
     assert next(c for c in index.clips if c.actor == 2).gender == "female"
     assert len(expected_stems(1)) == 60 and len(expected_stems(1, vocal_channel=2)) == 44 and not expected_stems(18, 2)
@@ -317,7 +318,7 @@ def test_resume_after_a_kill(synthetic_clips, tmp_path):
     summary = preprocess(data, cache, progress=False, verbose=False)
     assert summary["cached"] == len(clips) and summary["new"] == len(clips) - len(before)
     assert all((cache / n).stat().st_mtime_ns == m for n, m in before.items())  # done clips not rewritten
-    assert not stray.exists() and len(list_cached_clips(cache)) == len(clips)
+    assert not stray.exists() and len(list_clips(cache)) == len(clips)
 
     start = time.perf_counter()
     rerun = preprocess(data, cache, progress=False, verbose=False)
@@ -467,9 +468,10 @@ def test_dataset_items_and_batches(synthetic_cache):
     for key in expected:
         assert torch.equal(item[key], again[key])
 
-    train = RavdessDataset(synthetic_cache.root, augment=True)
-    torch.manual_seed(0)
-    a, b = train[0], train[0]
+    from fer_lib.training.items import TrainingItems  # the one augmentation path: seeded per (seed, epoch, clip)
+
+    train = TrainingItems(ds, ("audio", "visual"), {}, augment=True, seed=0)
+    a, b = train[(0, 0)], train[(1, 0)]
     for key, (shape, dtype) in expected.items():
         assert tuple(a[key].shape) == shape and a[key].dtype == dtype, key
     assert not torch.equal(a["frames"], b["frames"]) and not torch.equal(a["audio"], b["audio"])
@@ -477,16 +479,16 @@ def test_dataset_items_and_batches(synthetic_cache):
 
     split_ds = RavdessDataset(synthetic_cache.root, actors=[2])
     assert {int(split_ds[i]["actor"]) for i in range(len(split_ds))} == {2} and len(split_ds) == 3
-    assert [c.label for c in list_cached_clips(synthetic_cache.root, actors=[3])] == [0, 1, 7]
+    assert [c.label for c in list_clips(synthetic_cache.root, actors=[3])] == [0, 1, 7]
     with pytest.raises(DataError, match="no cached clip"):
         RavdessDataset(synthetic_cache.root, actors=[9])
 
-    loader = make_loader(ds, batch_size=4, train=False, num_workers=0)
+    loader = make_loader(ds, 4, num_workers=0)
     batch = next(iter(loader))
     assert batch["frames"].shape == (4, 16, 3, 224, 224) and batch["audio"].shape == (4, 48000)
     assert batch["audio_lengths"].shape == (4,) and batch["label"].dtype == torch.int64 and len(batch["path"]) == 4
     assert sum(len(b["path"]) for b in loader) == len(ds)
-    default = make_loader(ds, batch_size=2, train=True)
+    default = make_loader(ds, 2)
     assert default.num_workers == min(4, os.cpu_count()) and default.persistent_workers
     assert default.pin_memory == torch.cuda.is_available()
     assert collate([item, again])["frames"].shape == (2, 16, 3, 224, 224)

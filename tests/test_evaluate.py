@@ -16,7 +16,7 @@ from sklearn.metrics import (
     accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
 )
 
-from fer_lib import EMOTIONS, cv, evaluate, explorer, predict
+from fer_lib import EMOTIONS, cv, evaluate, explorer, predict, predictions, reports
 from fer_lib.config import TrainConfig
 from fer_lib.data import synthetic
 from fer_lib.data.ravdess import parse_name
@@ -95,7 +95,7 @@ def test_metrics_agree_with_sklearn_recomputed_from_predictions_csv(ablation, tr
             assert (out / flag / png).stat().st_size > 1000
 
         # every number and figure again, from the CSV alone
-        again = evaluate.report_from_predictions(out / flag / "predictions.csv", tmp_path / flag)
+        again = reports.report_from_predictions(out / flag / "predictions.csv", tmp_path / flag)
         for key in ("war", "uar", "macro_f1", "per_class", "confusion"):
             assert again[key] == saved[key]
         assert (tmp_path / flag / "confusion_normalized.png").is_file()
@@ -117,8 +117,8 @@ def test_metrics_on_known_predictions_and_csv_round_trip(tmp_path):
     labels, preds = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]
     probs = np.full((6, 8), 0.01)
     probs[np.arange(6), preds] = 0.93
-    pred = evaluate.Predictions.from_probs([f"c{i}.npz" for i in range(6)], [1, 1, 2, 2, 3, 3], labels, probs)
-    m = evaluate.metrics_from_predictions(pred)
+    pred = predictions.Predictions.from_probs([f"c{i}.npz" for i in range(6)], [1, 1, 2, 2, 3, 3], labels, probs)
+    m = predictions.metrics_from_predictions(pred)
     assert m["war"] == pytest.approx(4 / 6) and m["uar"] == pytest.approx(2 / 3)
     assert m["confusion"][0][:3] == [1, 1, 0] and m["confusion"][2][:3] == [1, 0, 1]
     assert m["per_class"]["calm"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
@@ -128,11 +128,11 @@ def test_metrics_on_known_predictions_and_csv_round_trip(tmp_path):
     p = rng.dirichlet(np.ones(8), size=120)
     p[np.arange(120), y] += rng.uniform(0, 0.5, size=120)
     p /= p.sum(axis=1, keepdims=True)
-    big = evaluate.Predictions.from_probs([f"c{i}.npz" for i in range(120)], rng.integers(1, 25, 120), y, p)
+    big = predictions.Predictions.from_probs([f"c{i}.npz" for i in range(120)], rng.integers(1, 25, 120), y, p)
     big.write_csv(tmp_path / "predictions.csv")
-    back = evaluate.load_predictions(tmp_path)
+    back = predictions.load_predictions(tmp_path)
     assert (back.labels == y).all() and (back.preds == p.argmax(1)).all() and np.allclose(back.probs, p, atol=1e-6)
-    m = evaluate.metrics_from_predictions(tmp_path / "predictions.csv")
+    m = predictions.metrics_from_predictions(tmp_path / "predictions.csv")
     assert m["uar"] == pytest.approx(balanced_accuracy_score(y, p.argmax(1)))
     assert m["macro_f1"] == pytest.approx(f1_score(y, p.argmax(1), average="macro"))
     assert m["uar"] != pytest.approx(m["war"])
@@ -163,7 +163,7 @@ def known_predictions():
     for i, (g, c) in enumerate(zip(guess, conf)):
         probs[i] = (1 - c) / 7
         probs[i, EMOTIONS.index(g)] = c
-    return evaluate.Predictions.from_probs([f"/x/clip{i}.npz" for i in range(7)], [1] * 7,
+    return predictions.Predictions.from_probs([f"/x/clip{i}.npz" for i in range(7)], [1] * 7,
                                            [EMOTIONS.index(t) for t in truth], probs)
 
 
@@ -205,7 +205,7 @@ def test_explorer_data_functions():
 
 def test_static_fallback_and_widget_from_the_cache(ablation, synthetic_cache, tmp_path, capsys):
     folder = Path(ablation["out_dir"]) / "av"
-    pred = evaluate.load_predictions(folder)
+    pred = predictions.load_predictions(folder)
     wrong = explorer.misclassified(pred)
     assert len(wrong) > 0  # one epoch on 4 clips: there are mistakes to explore
     md = explorer.show_static(folder, synthetic_cache.root, max_clips=4, display=False, out_dir=tmp_path,
@@ -335,12 +335,12 @@ def test_one_line_errors(trained, synthetic_cache, tmp_path, capsys):
     ckpt, cache = str(trained.best_checkpoint), str(synthetic_cache.root)
     (tmp_path / "empty").mkdir()
     cases = [
-        (["--checkpoint", str(tmp_path / "nope"), "--data_dir", cache], "checkpoint not found"),
-        (["--checkpoint", str(tmp_path / "empty"), "--data_dir", cache], "not a checkpoint"),
-        (["--checkpoint", ckpt, "--data_dir", str(tmp_path / "no_cache")], "cache folder not found"),
-        (["--checkpoint", ckpt, "--data_dir", str(tmp_path / "empty")], "not a preprocessing cache"),
-        (["--checkpoint", ckpt, "--data_dir", cache, "--modalities", "x"], "unknown modalities"),
-        (["--checkpoint", ckpt, "--data_dir", cache, "--split", "train"], "unknown split"),
+        (["--checkpoint", str(tmp_path / "nope"), "--cache_dir", cache], "checkpoint not found"),
+        (["--checkpoint", str(tmp_path / "empty"), "--cache_dir", cache], "not a checkpoint"),
+        (["--checkpoint", ckpt, "--cache_dir", str(tmp_path / "no_cache")], "cache folder not found"),
+        (["--checkpoint", ckpt, "--cache_dir", str(tmp_path / "empty")], "not a preprocessing cache"),
+        (["--checkpoint", ckpt, "--cache_dir", cache, "--modalities", "x"], "unknown modalities"),
+        (["--checkpoint", ckpt, "--cache_dir", cache, "--split", "train"], "unknown split"),
     ]
     for argv, message in cases:
         assert evaluate.main(argv) == 2
@@ -364,8 +364,8 @@ def test_one_line_errors(trained, synthetic_cache, tmp_path, capsys):
     assert [line for line in lines if line.startswith("error:")] == [lines[-1]]
     assert "no face found and no audio track" in lines[-1]
 
-    for argv, message in [(["--data_dir", cache, "--cv_dir", str(tmp_path), "--fold", "1"], "--fold is set per fold"),
-                          (["--data_dir", cache], "give --name")]:
+    for argv, message in [(["--cache_dir", cache, "--cv_dir", str(tmp_path), "--fold", "1"], "--fold is set per fold"),
+                          (["--cache_dir", cache], "give --name")]:
         assert cv.main(argv) == 2
         lines = error_lines(capsys)
         assert len(lines) == 1 and message in lines[0], lines
@@ -425,7 +425,7 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
 
     # finished folds are skipped; an interrupted fold resumes through the trainer (no epoch redone)
     stamp = (cv_dir / "fold_0" / "fold_result.json").stat().st_mtime_ns
-    assert cv.main(["--data_dir", str(six_actor_cache), "--cv_dir", str(cv_dir), "--folds", "0,1",
+    assert cv.main(["--cache_dir", str(six_actor_cache), "--cv_dir", str(cv_dir), "--folds", "0,1",
                     "--config_type", "tiny", "--max_epochs", "1", "--batch_size", "4", "--num_workers", "0"]) == 0
     assert (cv_dir / "fold_0" / "fold_result.json").stat().st_mtime_ns == stamp
     (cv_dir / "fold_1" / "fold_result.json").unlink()

@@ -149,7 +149,7 @@ def test_unfreezing_restores_training_mode(model):
     model.set_trainable("visual_encoder", True)
     assert model.visual.tower.training
     assert all(p.requires_grad for p in model.visual.tower.parameters())
-    with pytest.raises(ValueError, match="unknown branch"):
+    with pytest.raises(ValueError, match="unknown part"):
         model.set_trainable("tower", True)
 
 

@@ -23,7 +23,7 @@ def test_layout_and_names(one_actor):
     assert sorted(p.parent.name for p in paths) == ["Actor_07"] * len(EMOTIONS)
     names = [parse_name(p) for p in paths]
     assert sorted(n.label for n in names) == list(range(len(EMOTIONS)))
-    assert all(n.actor == 7 and n.modality == 1 and n.vocal_channel == 1 for n in names)
+    assert all(n.actor == 7 and n.media_type == 1 and n.vocal_channel == 1 for n in names)
 
 
 def test_each_clip_opens_with_moviepy_with_both_streams(one_actor):

@@ -189,7 +189,7 @@ def test_failed_copy_keeps_the_previous_last(short_run, monkeypatch):
 
 def test_rerun_continues_and_refuses_another_config(short_run, synthetic_cache, capsys):
     run = short_run.run_dir
-    args = ["--data_dir", str(synthetic_cache.root), "--save_dir", str(run.parent), "--config_type", "tiny",
+    args = ["--cache_dir", str(synthetic_cache.root), "--save_dir", str(run.parent), "--config_type", "tiny",
             "--batch_size", "1", "--grad_accum_steps", "1", "--max_epochs", "2", "--lr", "1e-3", "--num_workers", "0",
             "--warmup_ratio", "0", "--early_stopping_patience", "50", "--seed", "7"]
     before = (run / "metrics.json").read_text()
@@ -242,8 +242,8 @@ def test_accumulation_normalises_the_last_partial_window(synthetic_cache, tmp_pa
     assert len(recorded) == 2  # 2 optimizer steps for 4 batches
 
     # Recompute each window's mean gradient from the same weights and the same clips, in the same order.
-    from fer_lib.data.dataset import RavdessDataset
-    from fer_lib.training.items import TrainingItems, collate
+    from fer_lib.data.dataset import RavdessDataset, collate
+    from fer_lib.training.items import TrainingItems
 
     split = json.loads((result.run_dir / "split.json").read_text())
     dataset = RavdessDataset(synthetic_cache.root, actors=split["train"])
@@ -371,7 +371,7 @@ def test_frozen_encoders_run_once_per_clip(synthetic_cache, tmp_path, monkeypatc
 def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
     save = tmp_path / "runs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "fer_lib.train", "--data_dir", str(synthetic_cache.root), "--save_dir", str(save),
+           "-m", "fer_lib.train", "--cache_dir", str(synthetic_cache.root), "--save_dir", str(save),
            "--config_type", "tiny", "--batch_size", "1", "--grad_accum_steps", "2", "--max_epochs", "2",
            "--num_workers", "0", "--run_name", "ddp", "--no_augment", "--checkpoint_every_steps", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

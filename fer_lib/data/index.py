@@ -9,9 +9,9 @@ Accepted layouts (mixed freely, searched recursively): the unpacked download
 into `Actor_XX/` folders beside the zip (or into `unpack_dir`); only the clips the index keeps are
 extracted, a clip already there with the right size is not extracted again.
 
-Kept by default: audio-visual (modality 01) speech (vocal channel 01); song (02) when
+Kept by default: audio-visual (media type 01) speech (vocal channel 01); song (02) when
 `PreprocessConfig.include_song`. Video-only (02) and audio-only (03) files are the same
-performances without one modality: they are counted and skipped, not problems. Every other file
+performances without one of the two media: they are counted and skipped, not problems. Every other file
 that looks like a clip (`.mp4`, `.wav`) but cannot be used becomes a `Problem` with a kind and a
 one-line reason:
 
@@ -37,6 +37,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -47,8 +48,9 @@ from tqdm.auto import tqdm
 
 from fer_lib import EMOTIONS
 from fer_lib.config import PreprocessConfig
-from fer_lib.data.ravdess import NAME_PATTERN, NUM_ACTORS, RavdessNameError, parse_name
-from fer_lib.fileio import atomic_write_text
+from fer_lib.data.ravdess import NAME_PATTERN, NUM_ACTORS, RavdessClip, RavdessNameError, parse_name
+from fer_lib.errors import FerError
+from fer_lib.fileio import atomic_file, atomic_write_text
 
 LAYOUT_HINT = ("it should hold the RAVDESS download: Actor_01/01-01-01-01-01-01-01.mp4 ... "
                "(unpacked Video_Speech_Actor_XX.zip) or the Video_Speech_Actor_XX.zip files themselves")
@@ -60,39 +62,8 @@ SONG_EMOTIONS = (1, 2, 3, 4, 5, 6)  # RAVDESS codes: neutral .. fearful
 ACTORS_WITHOUT_SONG = (18,)
 
 
-class DataError(ValueError):
+class DataError(FerError):
     """The data (or cache) folder is not what it should be; the message is one line a person can act on."""
-
-
-@dataclass(frozen=True)
-class ClipRecord:
-    """One usable clip: its path and the 7 typed fields of its name."""
-
-    path: Path
-    modality: int  # 1 audio+video, 2 video only, 3 audio only
-    vocal_channel: int  # 1 speech, 2 song
-    emotion: int  # RAVDESS code 1..8
-    intensity: int  # 1 normal, 2 strong
-    statement: int  # 1 "Kids are talking by the door", 2 "Dogs are sitting by the door"
-    repetition: int
-    actor: int  # 1..24
-    gender: str  # "male" (odd actor) | "female" (even actor)
-
-    @property
-    def label(self) -> int:
-        """Class index 0..7 (emotion code - 1), order of `fer_lib.EMOTIONS`."""
-        return self.emotion - 1
-
-    @property
-    def stem(self) -> str:
-        return self.path.stem
-
-    @classmethod
-    def from_path(cls, path: str | Path) -> "ClipRecord":
-        name = parse_name(path)
-        return cls(path=Path(path), modality=name.modality, vocal_channel=name.vocal_channel,
-                   emotion=name.emotion, intensity=name.intensity, statement=name.statement,
-                   repetition=name.repetition, actor=name.actor, gender=name.gender)
 
 
 @dataclass
@@ -108,7 +79,7 @@ class Problem:
 @dataclass
 class DataIndex:
     root: Path
-    clips: list[ClipRecord]
+    clips: list[RavdessClip]
     problems: list[Problem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # video_only, audio_only, song, ... -> count
     include_song: bool = False
@@ -188,7 +159,7 @@ def expected_counts(vocal_channel: int = 1) -> list[int]:
 
 
 def _classify(path_like: str, config: PreprocessConfig):
-    """-> ("keep", ClipRecord) | ("skip", category) | ("problem", kind, reason) | ("ignore",)"""
+    """-> ("keep", RavdessClip) | ("skip", category) | ("problem", kind, reason) | ("ignore",)"""
     name = Path(path_like).name
     if name.startswith("._") or "__MACOSX" in Path(path_like).parts:
         return ("ignore",)
@@ -196,16 +167,16 @@ def _classify(path_like: str, config: PreprocessConfig):
         return ("ignore",)
     stem = Path(name).stem
     try:
-        record = ClipRecord.from_path(path_like)
+        record = parse_name(path_like)
     except RavdessNameError as exc:
         kind = "out_of_range" if NAME_PATTERN.match(stem) else "bad_name"
         return ("problem", kind, str(exc))
-    if record.modality == 2 and "02" not in config.modalities:
+    if record.media_type == 2 and "02" not in config.media_types:
         return ("skip", "video_only")
-    if record.modality == 3 and "03" not in config.modalities:
+    if record.media_type == 3 and "03" not in config.media_types:
         return ("skip", "audio_only")
-    if f"{record.modality:02d}" not in config.modalities:
-        return ("skip", f"modality_{record.modality:02d}")
+    if f"{record.media_type:02d}" not in config.media_types:
+        return ("skip", f"media_type_{record.media_type:02d}")
     if record.vocal_channel == 2 and not config.include_song:
         return ("skip", "song")
     if Path(name).suffix.lower() != ".mp4":
@@ -259,19 +230,13 @@ def unpack_zips(data_dir: str | Path, unpack_dir: Optional[str | Path] = None,
                         if not (target.is_file() and target.stat().st_size == info.file_size):
                             todo.append((info, target))
                 for info, target in tqdm(todo, desc=f"unpack {zpath.name}", unit="clip", disable=not progress or not todo):
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = target.with_name(f".{target.name}.part")
                     try:
-                        with zf.open(info) as src, open(tmp, "wb") as out:
-                            while chunk := src.read(1 << 20):
-                                out.write(chunk)
-                        os.replace(tmp, target)
+                        with zf.open(info) as src, atomic_file(target) as out:
+                            shutil.copyfileobj(src, out, 1 << 20)
                     except (zipfile.BadZipFile, EOFError) as exc:
-                        tmp.unlink(missing_ok=True)
                         problems.append(Problem(f"{_display(zpath, data_dir)}:{info.filename}", "bad_zip",
                                                 f"cannot extract ({exc}); re-download {zpath.name}"))
                     except OSError as exc:
-                        tmp.unlink(missing_ok=True)
                         problems.append(Problem(f"{_display(zpath, data_dir)}:{info.filename}", "unpack_failed",
                                                 f"cannot write {target} ({exc.strerror or exc}); pass unpack_dir "
                                                 "(--unpack_dir) to unpack somewhere writable"))
@@ -299,7 +264,7 @@ def build_index(data_dir: str | Path, config: Optional[PreprocessConfig] = None,
     dests, skipped_sets, problems = unpack_zips(root, unpack_dir, config, progress=progress)
     roots = [root] + [d for d in dests if not _inside(d, root)]
     seen: dict[str, Path] = {}
-    clips: list[ClipRecord] = []
+    clips: list[RavdessClip] = []
     n_files = 0
     for base in roots:
         for path in _walk(base):

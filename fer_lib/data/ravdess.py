@@ -1,6 +1,7 @@
-"""RAVDESS file names: `MM-VV-EE-II-SS-RR-AA.mp4` parsed into typed records and back.
+"""RAVDESS file names: `MM-VV-EE-II-SS-RR-AA.mp4` parsed into the one clip record of fer_lib, `RavdessClip`.
 
-Fields (all two digits): modality (01 audio+video, 02 video only, 03 audio only), vocal channel
+Fields (all two digits): media type (01 audio+video, 02 video only, 03 audio only; RAVDESS calls it
+"modality", a word fer_lib keeps for the model's inputs, see `fer_lib.modalities`), vocal channel
 (01 speech, 02 song), emotion (01..08, see `fer_lib.EMOTIONS`), intensity (01 normal, 02 strong;
 neutral has no strong), statement (01, 02), repetition (01, 02), actor (01..24; odd male, even female).
 """
@@ -12,30 +13,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_lib import EMOTIONS
+from fer_lib.errors import FerError
 
 NAME_PATTERN = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 NUM_ACTORS = 24
-MODALITY_NAMES = {1: "audio+video", 2: "video-only", 3: "audio-only"}
+MEDIA_TYPE_NAMES = {1: "audio+video", 2: "video-only", 3: "audio-only"}
 VOCAL_CHANNEL_NAMES = {1: "speech", 2: "song"}
 
 
-class RavdessNameError(ValueError):
+class RavdessNameError(FerError):
     """A file name is not a valid RAVDESS name; the message says which field is wrong."""
 
 
 @dataclass(frozen=True)
-class RavdessName:
-    modality: int
-    vocal_channel: int
+class RavdessClip:
+    """One clip: where it is (a video, or its preprocessing-cache entry) and the 7 fields of its name."""
+
+    path: Path
+    media_type: int  # 1 audio+video, 2 video only, 3 audio only
+    vocal_channel: int  # 1 speech, 2 song
     emotion: int  # RAVDESS code 1..8
-    intensity: int
-    statement: int
+    intensity: int  # 1 normal, 2 strong
+    statement: int  # 1 "Kids are talking by the door", 2 "Dogs are sitting by the door"
     repetition: int
-    actor: int
+    actor: int  # 1..24
 
     @property
     def label(self) -> int:
-        """Class index 0..7 (emotion code - 1)."""
+        """Class index 0..7 (emotion code - 1), order of `fer_lib.EMOTIONS`."""
         return self.emotion - 1
 
     @property
@@ -50,13 +55,13 @@ class RavdessName:
     def stem(self) -> str:
         return "-".join(
             f"{v:02d}"
-            for v in (self.modality, self.vocal_channel, self.emotion, self.intensity,
+            for v in (self.media_type, self.vocal_channel, self.emotion, self.intensity,
                       self.statement, self.repetition, self.actor)
         )
 
 
 _RANGES = {
-    "modality": (1, 3),
+    "media_type": (1, 3),
     "vocal_channel": (1, 2),
     "emotion": (1, 8),
     "intensity": (1, 2),
@@ -66,8 +71,8 @@ _RANGES = {
 }
 
 
-def parse_name(path: str | Path) -> RavdessName:
-    """Parse a RAVDESS file name (any folder, any case of extension). Raises RavdessNameError."""
+def parse_name(path: str | Path) -> RavdessClip:
+    """The clip record of a RAVDESS file name (any folder, any case of extension). Raises RavdessNameError."""
     stem = Path(path).stem
     match = NAME_PATTERN.match(stem)
     if not match:
@@ -78,4 +83,4 @@ def parse_name(path: str | Path) -> RavdessName:
             raise RavdessNameError(f"{name} {values[name]:02d} out of range {low:02d}-{high:02d}: {Path(path).name}")
     if values["emotion"] == 1 and values["intensity"] == 2:
         raise RavdessNameError(f"neutral has no strong intensity: {Path(path).name}")
-    return RavdessName(**values)
+    return RavdessClip(path=Path(path), **values)

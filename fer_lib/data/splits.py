@@ -66,6 +66,21 @@ class Split:
     def from_dict(cls, data: dict) -> "Split":
         return cls(name=data["name"], train=tuple(data["train"]), val=tuple(data["val"]), test=tuple(data["test"]))
 
+    def describe_part(self, part: str) -> str:
+        """'test actors 21-24 · fold 5/6 of the actor k-fold (HiCMAE's ...)': what every figure is titled with.
+
+        `part`: train, val, test, or all (every actor of the split: not a held-out score).
+        """
+        if part == "all":
+            actors = sorted(a for p in self.parts().values() for a in p)
+            return f"all cached clips, actors {actor_ranges(actors)} (includes the training actors: not a held-out score)"
+        actors = sorted(self.parts()[part])
+        who = f"{part} actor{'s' if len(actors) != 1 else ''} {actor_ranges(actors)}"
+        if self.name == "fixed":
+            return f"{who} · fixed actor split"
+        hicmae = len(actors) == 4 and actors[0] % 4 == 1 and actors == list(range(actors[0], actors[0] + 4))
+        return f"{who} · {self.name} of the actor k-fold" + (" (HiCMAE's folds of 4 consecutive actors)" if hicmae else "")
+
     def describe(self) -> str:
         lines = [f"split {self.name}:"]
         for part, actors in self.parts().items():
@@ -87,6 +102,22 @@ class Split:
                     raise SplitError(f"split {self.name}: actor {a:02d} is in both {seen[a]} and {part}")
                 seen[a] = part
         return self
+
+
+def actor_ranges(actors: Iterable[int]) -> str:
+    """[1, 2, 3, 4, 9] -> '1-4, 9'."""
+    actors = sorted(set(int(a) for a in actors))
+    if not actors:
+        return "none"
+    parts, start, prev = [], actors[0], actors[0]
+    for a in actors[1:] + [None]:
+        if a is not None and a == prev + 1:
+            prev = a
+            continue
+        parts.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if a is not None:
+            start = prev = a
+    return ", ".join(parts)
 
 
 def _actors(actors: Optional[Iterable[int]]) -> list[int]:

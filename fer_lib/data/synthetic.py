@@ -21,7 +21,6 @@ placement on speech activity has something to find. Output is deterministic for 
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import os
 import subprocess
@@ -38,7 +37,8 @@ from PIL import Image
 from skimage.data import astronaut
 from tqdm.auto import tqdm
 
-from fer_lib import EMOTIONS
+from fer_lib import EMOTIONS, cli
+from fer_lib.config import ConfigError
 
 WIDTH, HEIGHT, FPS, AUDIO_RATE = 1280, 720, 30, 48000
 SIGNALS = ("av", "a", "v")
@@ -85,7 +85,7 @@ class ClipSpec:
 
 def draw_spec(label: int, actor: int, signal: str, rng: np.random.Generator, seconds: float | None = None) -> ClipSpec:
     if signal not in SIGNALS:
-        raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
+        raise ConfigError(f"signal must be one of {SIGNALS}, got {signal!r}")
     actor_rng = np.random.default_rng(1000 + actor)  # actors differ in framing and background only
     duration = float(seconds if seconds is not None else rng.uniform(3.2, 4.0))
     start = float(min(rng.uniform(0.5, 0.9), duration * 0.2))
@@ -242,9 +242,9 @@ def generate_dataset(out: str | Path, actors: int = 2, signal: str = "av", repea
     the speed, never the files.
     """
     if not 1 <= repeats <= 4:
-        raise ValueError(f"repeats must be between 1 and 4, got {repeats}")
+        raise ConfigError(f"repeats must be between 1 and 4, got {repeats}")
     if not 1 <= first_actor <= first_actor + actors - 1 <= 24:
-        raise ValueError(f"actors must lie in 1..24, got {first_actor}..{first_actor + actors - 1}")
+        raise ConfigError(f"actors must lie in 1..24, got {first_actor}..{first_actor + actors - 1}")
     rng = np.random.default_rng(seed)
     jobs = [(Path(out) / f"Actor_{actor:02d}" / clip_name(label, actor, take), draw_spec(label, actor, signal, rng))
             for actor in range(first_actor, first_actor + actors)
@@ -260,19 +260,16 @@ def generate_dataset(out: str | Path, actors: int = 2, signal: str = "av", repea
         return list(tqdm(pool.map(_write_job, jobs), **progress))
 
 
+@cli.command()
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fer_lib.data.synthetic", description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(prog="python -m fer_lib.data.synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder to write Actor_XX/ folders into")
-    parser.add_argument("--actors", type=int, default=2, help="number of actors (1-24)")
+    parser.add_argument("--actors", type=cli.int_range(1, 24), default=2, help="number of actors (1-24)")
     parser.add_argument("--signal", choices=SIGNALS, default="av", help="which modality carries the label")
-    parser.add_argument("--repeats", type=int, default=1, help="clips per emotion per actor (1-4)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=cli.int_range(1, 4), default=1, help="clips per emotion per actor (1-4)")
+    parser.add_argument("--seed", type=cli.NON_NEGATIVE_INT, default=0)
     args = parser.parse_args(argv)
-    try:
-        paths = generate_dataset(args.out, args.actors, args.signal, args.repeats, args.seed)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    paths = generate_dataset(args.out, args.actors, args.signal, args.repeats, args.seed)
     print(f"wrote {len(paths)} clips under {Path(args.out).resolve()}")
     return 0
 

@@ -33,12 +33,13 @@ import av
 import numpy as np
 
 from fer_lib.config import InputConfig
+from fer_lib.errors import FerError
 
 # A decoded stream may end this much before its declared duration and still count as complete.
 TRUNCATION_TOLERANCE_S = 0.25
 
 
-class ClipError(Exception):
+class ClipError(FerError):
     """A clip cannot be used. `kind` is a short code for reports, the message one line."""
 
     def __init__(self, kind: str, message: str):

@@ -1,10 +1,10 @@
 """The audio-visual emotion model: `build_model(cfg)` -> `EmotionModel`, whose forward returns `EmotionModelOutput`."""
 
-from fer_lib.models.model import BRANCHES, CheckpointMismatchError, EmotionModel, EmotionModelOutput, build_model
+from fer_lib.models.model import PRETRAINED_PARTS, CheckpointMismatchError, EmotionModel, EmotionModelOutput, build_model
 from fer_lib.models.pretrained import PretrainedLoadError
 
 __all__ = [
-    "BRANCHES",
+    "PRETRAINED_PARTS",
     "CheckpointMismatchError",
     "EmotionModel",
     "EmotionModelOutput",

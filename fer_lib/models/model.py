@@ -13,11 +13,13 @@ Each branch splits into `forward_features` (the pretrained encoder, usually froz
 (everything learned on top). A batch may carry `audio_features` / `visual_features` precomputed by
 `forward_features` (the embedding cache); the encoder is then skipped.
 
-Three "branches" name the large pretrained modules that can be frozen and thawed: "audio_encoder"
-(Parakeet), "visual_encoder" (SigLIP) and "backbone" (LFM2). A frozen branch stays in eval mode when
-the model trains, so dropout or batch-norm statistics never change what it computes (and what the
-cache holds). A branch that is both pretrained and frozen can be re-made from its hub id, so
-`trainable_state_dict` leaves it out of checkpoints.
+Words: a *branch* is the sub-network of one modality (`AudioBranch`, `VisualBranch`); a *part* is one
+of the three large pretrained modules that can be frozen and thawed (PRETRAINED_PARTS): "audio_encoder"
+(Parakeet, inside the audio branch), "visual_encoder" (SigLIP, inside the visual branch) and "backbone"
+(LFM2, inside fusion). A frozen part stays in eval mode when the model trains, so dropout or batch-norm
+statistics never change what it computes (and what the embedding cache holds). A part that is both
+pretrained and frozen can be re-made from its hub id, so `trainable_state_dict` leaves it out of
+checkpoints.
 """
 
 from __future__ import annotations
@@ -30,17 +32,19 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from fer_lib.config import MODALITIES, ModelConfig
+from fer_lib import modalities as modality_names
+from fer_lib.config import ModelConfig
+from fer_lib.errors import FerError
 from fer_lib.models.audio import AudioBranch
 from fer_lib.models.classifier import EmotionClassifier
 from fer_lib.models.fusion import FusionModule
 from fer_lib.models.pretrained import load_part
 from fer_lib.models.visual import VisualBranch
 
-BRANCHES = {"audio_encoder": "audio.encoder", "visual_encoder": "visual.tower", "backbone": "fusion.backbone"}
+PRETRAINED_PARTS = {"audio_encoder": "audio.encoder", "visual_encoder": "visual.tower", "backbone": "fusion.backbone"}
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(FerError):
     """Saved weights do not fit the model built from the config; the message is one line."""
 
 
@@ -69,7 +73,9 @@ class EmotionModel(nn.Module):
         self.classifier = EmotionClassifier(cfg.classifier, cfg.fusion.output_dim)
         self.frozen: set[str] = set()
 
-    def forward(self, batch: dict[str, torch.Tensor], modalities: Iterable[str] = MODALITIES) -> EmotionModelOutput:
+    def forward(
+        self, batch: dict[str, torch.Tensor], modalities: Iterable[str] = modality_names.MODALITIES
+    ) -> EmotionModelOutput:
         """Classify a batch from the loader.
 
         batch: "audio" (B, S) float and optional "audio_lengths" (B,) valid samples; "frames" (B, T, 3, H, W)
@@ -77,7 +83,7 @@ class EmotionModel(nn.Module):
         instead of a raw input, "audio_features" / "visual_features" from `forward_features` (these win).
         modalities: the branches to run, a non-empty subset of ("audio", "visual").
         """
-        modalities = _check_modalities(modalities)
+        modalities = modality_names.check(modalities)
         audio_embeds = self._audio_embeds(batch) if "audio" in modalities else None  # (B, S, Da)
         visual_embeds = self._visual_embeds(batch) if "visual" in modalities else None  # (B, S, Dv)
         audio_present, visual_present = self.modality_presence(audio_embeds, visual_embeds)  # (B,), (B,)
@@ -130,41 +136,41 @@ class EmotionModel(nn.Module):
 
     # ---- freezing and checkpoints ------------------------------------------------------------------
 
-    def set_trainable(self, branch: str, trainable: bool) -> None:
-        """Freeze or thaw one of BRANCHES; a frozen branch also stays in eval mode (see `train`)."""
-        module = self._branch_module(branch)
+    def set_trainable(self, part: str, trainable: bool) -> None:
+        """Freeze or thaw one of PRETRAINED_PARTS; a frozen part also stays in eval mode (see `train`)."""
+        module = self.part_module(part)
         module.requires_grad_(trainable)
         if trainable:
-            self.frozen.discard(branch)
+            self.frozen.discard(part)
         else:
-            self.frozen.add(branch)
+            self.frozen.add(part)
         module.train(self.training and trainable)
 
     def train(self, mode: bool = True) -> "EmotionModel":
         super().train(mode)
-        for branch in self.frozen:
-            self._branch_module(branch).eval()
+        for part in self.frozen:
+            self.part_module(part).eval()
         return self
 
     def pretrained_sources(self) -> dict[str, str]:
-        """Branch -> hub id or directory, for the branches whose weights come from a checkpoint."""
+        """Part -> hub id or directory, for the parts whose weights come from a checkpoint."""
         sources = {
             "audio_encoder": self.config.audio.encoder_id,
             "visual_encoder": self.config.visual.encoder_id,
             "backbone": self.config.fusion.backbone_id,
         }
-        return {branch: source for branch, source in sources.items() if source}
+        return {part: source for part, source in sources.items() if source}
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """All parameters and buffers except those of frozen pretrained branches (re-made from their source)."""
-        skipped = tuple(BRANCHES[branch] + "." for branch in self.frozen if branch in self.pretrained_sources())
+        """All parameters and buffers except those of frozen pretrained parts (re-made from their source)."""
+        skipped = tuple(PRETRAINED_PARTS[part] + "." for part in self.frozen if part in self.pretrained_sources())
         return {name: value for name, value in self.state_dict().items() if not name.startswith(skipped)}
 
     def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load weights saved by `trainable_state_dict`, strictly.
 
         Every weight `trainable_state_dict` would save must be present with the same shape, and no
-        name may be foreign to this model. Weights of a frozen pretrained branch are accepted too, so
+        name may be foreign to this model. Weights of a frozen pretrained part are accepted too, so
         a checkpoint saved after fine-tuning an encoder loads into a freshly built model.
         """
         own = self.state_dict()
@@ -185,10 +191,11 @@ class EmotionModel(nn.Module):
             )
         self.load_state_dict(state_dict, strict=False)
 
-    def _branch_module(self, branch: str) -> nn.Module:
-        if branch not in BRANCHES:
-            raise ValueError(f"unknown branch {branch!r}; choose one of {tuple(BRANCHES)}")
-        return self.get_submodule(BRANCHES[branch])
+    def part_module(self, part: str) -> nn.Module:
+        """The module of one of PRETRAINED_PARTS."""
+        if part not in PRETRAINED_PARTS:
+            raise ValueError(f"unknown part {part!r}; choose one of {tuple(PRETRAINED_PARTS)}")
+        return self.get_submodule(PRETRAINED_PARTS[part])
 
 
 def build_model(cfg: ModelConfig, random_init: bool = False) -> EmotionModel:
@@ -210,9 +217,3 @@ def build_model(cfg: ModelConfig, random_init: bool = False) -> EmotionModel:
     model.set_trainable("backbone", not cfg.fusion.freeze_backbone)
     return model
 
-
-def _check_modalities(modalities: Iterable[str]) -> tuple[str, ...]:
-    modalities = tuple(modalities)
-    if not modalities or set(modalities) - set(MODALITIES):
-        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
-    return modalities

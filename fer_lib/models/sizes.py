@@ -1,6 +1,6 @@
 """How big a configuration is: parameters per component, and an analytical training-memory estimate.
 
-    python -m fer_lib.models.sizes --preset full --batch_size 8 --precision bf16
+    python -m fer_lib.models.sizes --config_type full --batch_size 8 --precision bf16
 
 Both work on the real architectures without downloading anything: `build_for_sizing` builds the model
 with random init on the meta device, which allocates no memory.
@@ -8,12 +8,13 @@ with random init on the meta device, which allocates no memory.
 
 from __future__ import annotations
 
-import argparse
+import sys
 from typing import Union
 
 import torch
 from torch import nn
 
+from fer_lib import cli
 from fer_lib.config import PRESETS, ModelConfig, get_preset
 from fer_lib.models.model import EmotionModel, build_model
 
@@ -114,20 +115,23 @@ def format_parameter_table(table: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Parameter counts and training-memory estimate of a preset.")
-    parser.add_argument("--preset", choices=PRESETS, default="full")
-    parser.add_argument("--batch_size", type=int, default=8)
+@cli.command()
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.ArgumentParser(prog="python -m fer_lib.models.sizes",
+                                description="Parameter counts and training-memory estimate of a preset.")
+    parser.add_argument("--config_type", choices=PRESETS, default="full", help="model preset")
+    parser.add_argument("--batch_size", type=cli.POSITIVE_INT, default=8)
     parser.add_argument("--precision", choices=tuple(ACTIVATION_BYTES), default="bf16")
     args = parser.parse_args(argv)
 
-    model = build_for_sizing(get_preset(args.preset))
+    model = build_for_sizing(get_preset(args.config_type))
     print(format_parameter_table(parameter_table(model)))
     memory = estimate_training_memory(model, args.batch_size, args.precision)
     print(f"\ntraining memory, batch {args.batch_size}, {args.precision} (estimate):")
     for kind in ("weights", "gradients", "optimizer", "activations", "total"):
         print(f"  {kind:<12}{memory[kind] / 1024**3:>8.2f} GB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,8 +9,9 @@ Layout of one checkpoint folder (`runs/<name>/checkpoints/last/` and `.../best/`
     config.json           {"model": ModelConfig, "train": TrainConfig}: rebuilds the model
     split.json            the actors of train / val / test, the fold, the preprocessing manifest hash
 
-A folder is self-contained: evaluation and prediction need nothing else. Loading reads only
-safetensors, JSON and `torch.load(weights_only=True)` (no pickled code runs).
+A folder is self-contained: evaluation and prediction need nothing else (`load_model` rebuilds the
+model from it, for inference). Loading reads only safetensors, JSON and
+`torch.load(weights_only=True)` (no pickled code runs).
 
 Why this is written here rather than with `Accelerator.save_state`: save_state stores every model
 weight (GBs of frozen SigLIP2/Parakeet/LFM2 that are already on the hub), writes straight into the
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from fer_lib.errors import one_line
+from fer_lib.errors import FerError, one_line
 
 WEIGHTS = "model.safetensors"
 STATE = "training_state.pt"
@@ -51,7 +52,7 @@ SPLIT = "split.json"
 FILES = (WEIGHTS, STATE, PROGRESS, CONFIG, SPLIT)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(FerError):
     """A checkpoint cannot be written or used; the message is one line a person can act on."""
 
 
@@ -144,6 +145,65 @@ def _publish(local: Path, target_root: Path, name: str) -> Path:
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+# --------------------------------------------------------------------------------------------
+# For inference: a checkpoint or run folder -> the model, ready
+# --------------------------------------------------------------------------------------------
+
+
+def resolve(checkpoint: str | Path) -> Path:
+    """The checkpoint folder for a checkpoint folder or a run folder (its `best`, else its `last`)."""
+    path = Path(checkpoint).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if (path / CONFIG).is_file() and (path / WEIGHTS).is_file():
+        return path
+    for name in ("best", "last"):
+        candidate = path / "checkpoints" / name
+        if (candidate / CONFIG).is_file():
+            return candidate
+    raise CheckpointError(f"not a checkpoint: {path} (expected {WEIGHTS} + {CONFIG}, or a run folder "
+                          "with checkpoints/best or checkpoints/last)")
+
+
+def run_dir_of(checkpoint_dir: Path) -> Path:
+    """runs/<name>/ for runs/<name>/checkpoints/<ckpt>/; the checkpoint's parent otherwise."""
+    return checkpoint_dir.parent.parent if checkpoint_dir.parent.name == "checkpoints" else checkpoint_dir.parent
+
+
+@dataclass
+class TrainedModel:
+    """A checkpoint's model, in eval mode on its device, with what it was trained on."""
+
+    model: torch.nn.Module  # EmotionModel
+    config: object  # ModelConfig
+    split: dict  # split.json: name, train/val/test actors, fold, manifest_hash
+    path: Path  # the checkpoint folder
+    trained_modalities: str  # the training run's modalities flag: av | a | v
+
+
+def load_model(checkpoint: str | Path, device=None) -> TrainedModel:
+    """The model of a checkpoint or run folder (`resolve`), in eval mode on `device` (default cuda when available).
+
+    The model is built from the checkpoint's config (`build_model`), frozen pretrained parts come from
+    their source, the checkpoint's trainable weights are loaded strictly.
+    """
+    from fer_lib.config import ConfigError, ModelConfig, from_dict
+    from fer_lib.models import build_model
+
+    path = resolve(checkpoint)
+    loaded = load(path)
+    try:
+        cfg = from_dict(ModelConfig, loaded.config["model"])
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path / CONFIG} has no usable model config ({one_line(exc)})") from None
+    model = build_model(cfg)
+    model.load_trainable_state_dict(loaded.weights)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).eval()
+    trained = str((loaded.config.get("train") or {}).get("modalities") or "av")
+    return TrainedModel(model, cfg, loaded.split, path, trained)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,18 +2,18 @@
 
 With the encoders frozen (the `lightweight` and `full` presets) nearly all the compute of an epoch
 is SigLIP2 over 16 frames and Parakeet over 3 s of audio, and it gives the same answer every epoch
-unless the input is augmented. A branch is therefore cached when its modality is used, its encoder
-is frozen and `TrainConfig.embedding_cache` is on; a cached branch is not augmented (that is the
-price: to augment a frozen branch, turn the cache off).
+unless the input is augmented. A modality's encoder output is therefore cached when the modality is
+used, its encoder is frozen and `TrainConfig.embedding_cache` is on; a cached modality is not
+augmented (that is the price: to augment it, turn the cache off).
 
-One store per branch: `<embedding_dir>/<branch>-<key>/`
+One store per modality: `<embedding_dir>/<modality>-<key>/`
 
     features.npy       float16 [clips, *feature shape], memory-mapped: one large file, not one per clip
                        (audio: [38, H] encoder frames; visual: [16, 68, D] ROI tokens)
     audio_lengths.npy  int64 [clips]: the audio head masks padded frames with it
     meta.json          the clip stems in row order, shapes, and what the key was made from
 
-The key hashes everything the features depend on: the branch, the preprocessing manifest hash (so
+The key hashes everything the features depend on: the modality, the preprocessing manifest hash (so
 the clips and their windows), the input and front-end settings, and a fingerprint of the frozen
 encoder weights themselves (a sample of every tensor), so a random-init encoder or a changed
 checkpoint never reads another's features. It covers every clip of the preprocessing cache, so one
@@ -35,35 +35,34 @@ from typing import Optional
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fer_lib.config import ModelConfig
-from fer_lib.data.dataset import RavdessDataset, collate
-from fer_lib.models import BRANCHES, EmotionModel
+from fer_lib.data.dataset import RavdessDataset, collate, make_loader
+from fer_lib.models import EmotionModel
 from fer_lib.training.sampler import EpochBatches
 
-FORMAT = 1
-ENCODER = {"audio": "audio_encoder", "visual": "visual_encoder"}
-# The fields of each branch config that change what forward_features computes (the rest are head settings).
+FORMAT = 2
+ENCODER = {"audio": "audio_encoder", "visual": "visual_encoder"}  # modality -> its pretrained part
+# The fields of each modality's config that change what forward_features computes (the rest are head settings).
 FEATURE_FIELDS = {
     "audio": ("encoder_id", "encoder_config", "num_mel_bins", "n_fft", "win_length", "hop_length"),
     "visual": ("encoder_id", "encoder_config", "roi_tokens"),
 }
 
 
-def cached_branches(model: EmotionModel, modalities: tuple[str, ...], enabled: bool) -> tuple[str, ...]:
+def cached_modalities(model: EmotionModel, modalities: tuple[str, ...], enabled: bool) -> tuple[str, ...]:
     """The modalities whose encoder output can be cached: used, encoder frozen, cache enabled."""
     return tuple(m for m in modalities if enabled and ENCODER[m] in model.frozen)
 
 
 class FeatureStore:
-    """One branch's cached features, opened read-only and memory-mapped on first access in each process."""
+    """One modality's cached features, opened read-only and memory-mapped on first access in each process."""
 
     def __init__(self, path: Path):
         self.path = path
         meta = json.loads((path / "meta.json").read_text())
-        self.branch = meta["branch"]
+        self.modality = meta["modality"]
         self.row = {stem: i for i, stem in enumerate(meta["stems"])}
         self._features: Optional[np.ndarray] = None
         self._lengths: Optional[np.ndarray] = None
@@ -81,15 +80,15 @@ class FeatureStore:
         return torch.from_numpy(np.array(self._features[row])), torch.tensor(int(self._lengths[row]))
 
 
-def store_key(branch: str, model: EmotionModel, model_cfg: ModelConfig, manifest_hash: str) -> str:
-    branch_cfg = dataclasses.asdict(getattr(model_cfg, branch))
+def store_key(modality: str, model: EmotionModel, model_cfg: ModelConfig, manifest_hash: str) -> str:
+    modality_cfg = dataclasses.asdict(getattr(model_cfg, modality))
     payload = {
         "format": FORMAT,
-        "branch": branch,
+        "modality": modality,
         "manifest": manifest_hash,
         "input": dataclasses.asdict(model_cfg.input),
-        "config": {name: branch_cfg[name] for name in FEATURE_FIELDS[branch]},
-        "weights": _fingerprint(model.get_submodule(BRANCHES[ENCODER[branch]])),
+        "config": {name: modality_cfg[name] for name in FEATURE_FIELDS[modality]},
+        "weights": _fingerprint(model.part_module(ENCODER[modality])),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
@@ -105,21 +104,21 @@ def _fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def open_or_build(branch: str, root: str | Path, model: EmotionModel, model_cfg: ModelConfig, cache_dir: str | Path,
+def open_or_build(modality: str, root: str | Path, model: EmotionModel, model_cfg: ModelConfig, cache_dir: str | Path,
                   manifest_hash: str, accelerator: Accelerator, batch_size: int, num_workers: int,
                   progress: bool = True) -> FeatureStore:
-    """The store of `branch` for this encoder and preprocessing cache, computed first if it does not exist."""
-    path = Path(root) / f"{branch}-{store_key(branch, model, model_cfg, manifest_hash)}"
+    """The store of `modality` for this encoder and preprocessing cache, computed first if it does not exist."""
+    path = Path(root) / f"{modality}-{store_key(modality, model, model_cfg, manifest_hash)}"
     if not (path / "meta.json").is_file():
-        _build(branch, path, model, RavdessDataset(cache_dir), accelerator, batch_size, num_workers, progress)
+        _build(modality, path, model, RavdessDataset(cache_dir), accelerator, batch_size, num_workers, progress)
     return FeatureStore(path)
 
 
 @torch.no_grad()
-def _build(branch: str, path: Path, model: EmotionModel, dataset: RavdessDataset, accelerator: Accelerator,
+def _build(modality: str, path: Path, model: EmotionModel, dataset: RavdessDataset, accelerator: Accelerator,
            batch_size: int, num_workers: int, progress: bool) -> None:
     partial = path.with_name(path.name + ".partial")
-    encode = _encoder(branch, model)
+    encode = _encoder(modality, model)
     was_training = model.training
     model.eval()
     shape = tuple(_run(encode, collate([dataset[0]]), accelerator).shape[1:])
@@ -132,14 +131,12 @@ def _build(branch: str, path: Path, model: EmotionModel, dataset: RavdessDataset
 
     sampler = EpochBatches(len(dataset), batch_size, shuffle=False, rank=accelerator.process_index,
                            world_size=accelerator.num_processes, pad=False)
-    # A private generator: the loader's worker seed must not be drawn from the global RNG, or a run that
-    # builds the store would continue differently from one that finds it built.
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                        generator=torch.Generator())
+    # make_loader's private generator: a run that builds the store continues as one that finds it built.
+    loader = make_loader(dataset, sampler, num_workers)
     features = np.load(partial / "features.npy", mmap_mode="r+")
     lengths = np.zeros(len(dataset), np.int64)
     rows = iter(sampler.indices())
-    bar = tqdm(loader, desc=f"caching {branch} features", unit="batch",
+    bar = tqdm(loader, desc=f"caching {modality} features", unit="batch",
                disable=not (progress and accelerator.is_local_main_process))
     for batch in bar:
         out = _run(encode, batch, accelerator).to(torch.float16).cpu().numpy()
@@ -153,7 +150,7 @@ def _build(branch: str, path: Path, model: EmotionModel, dataset: RavdessDataset
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         np.save(partial / "audio_lengths.npy", lengths)
-        meta = {"branch": branch, "stems": [clip.stem for clip in dataset.clips], "shape": list(shape),
+        meta = {"modality": modality, "stems": [clip.stem for clip in dataset.clips], "shape": list(shape),
                 "dtype": "float16", "format": FORMAT}
         (partial / "meta.json").write_text(json.dumps(meta, indent=1))
         partial.rename(path)
@@ -161,8 +158,8 @@ def _build(branch: str, path: Path, model: EmotionModel, dataset: RavdessDataset
     model.train(was_training)
 
 
-def _encoder(branch: str, model: EmotionModel):
-    if branch == "audio":
+def _encoder(modality: str, model: EmotionModel):
+    if modality == "audio":
         return lambda batch: model.audio.forward_features(batch["audio"], batch["audio_lengths"])
     return lambda batch: model.visual.forward_features(batch["frames"], batch["landmarks"])
 

@@ -5,11 +5,11 @@ The batch sampler (`EpochBatches(keyed=True)`) yields `(epoch, index)` pairs rat
 clip's augmentation draws from its own generator seeded by (seed, epoch, index). So the augmented
 input of a clip does not depend on which DataLoader worker loads it, on how many batches were
 skipped when resuming mid-epoch, or on the model's own use of the global RNG (dropout): a resumed
-run sees exactly the inputs an uninterrupted one would. (The Dataset's built-in augmentation uses
-the global generator, which would tie all three together; its augment functions take a generator.)
+run sees exactly the inputs an uninterrupted one would. This is fer_lib's only augmentation path
+(the functions are in `fer_lib.data.augment`).
 
-A branch with cached features gets `<branch>_features` in place of its raw input. When every used
-branch is cached, no cache file is opened at all: label and actor come from the file name.
+A modality with cached encoder features gets `<modality>_features` in place of its raw input. When
+every used modality is cached, no cache entry is opened at all: label and actor come from the name.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_lib.data.dataset import RavdessDataset, augment_audio, augment_frames
+from fer_lib.data.augment import augment_audio, augment_frames
+from fer_lib.data.dataset import RavdessDataset
 from fer_lib.training.embedding_cache import FeatureStore
 
 RAW_INPUTS = {"audio": ("audio",), "visual": ("frames", "landmarks")}
@@ -27,8 +28,6 @@ RAW_INPUTS = {"audio": ("audio",), "visual": ("frames", "landmarks")}
 class TrainingItems(Dataset):
     def __init__(self, clips: RavdessDataset, modalities: tuple[str, ...], stores: dict[str, FeatureStore],
                  augment: bool, seed: int):
-        if clips.augment:
-            raise ValueError("pass the dataset with augment=False; TrainingItems augments (see module docstring)")
         self.clips, self.modalities, self.stores, self.seed = clips, modalities, stores, seed
         self.augmented = tuple(m for m in modalities if augment and m not in stores)
 
@@ -48,8 +47,8 @@ class TrainingItems(Dataset):
         if "audio" in self.augmented:
             audio, length = augment_audio(item["audio"], int(item["audio_lengths"]), generator)
             item["audio"], item["audio_lengths"] = audio, torch.tensor(length)
-        for branch, store in self.stores.items():
-            item[f"{branch}_features"], lengths = store.get(clip.stem)
+        for modality, store in self.stores.items():
+            item[f"{modality}_features"], lengths = store.get(clip.stem)
             item.setdefault("audio_lengths", lengths)  # a loaded item has its own (augmented) lengths
         for modality, keys in RAW_INPUTS.items():
             if modality not in self.modalities or modality in self.stores:
@@ -61,8 +60,3 @@ class TrainingItems(Dataset):
         seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
         return torch.Generator().manual_seed(seed)
 
-
-def collate(items: list[dict]) -> dict:
-    """Stack every tensor field (whichever the items carry); strings become lists."""
-    return {k: torch.stack([item[k] for item in items]) if isinstance(items[0][k], torch.Tensor)
-            else [item[k] for item in items] for k in items[0]}

@@ -18,8 +18,10 @@ import os
 from pathlib import Path
 from matplotlib.figure import Figure
 
+from fer_lib import show
 from fer_lib.colab import colab_secret
-from fer_lib.fileio import atomic_write_text
+from fer_lib.fileio import atomic_file, atomic_write_text
+from fer_lib.plots import save_png
 
 COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_uar", "val_macro_f1", "lr",
            "epoch_time_s")
@@ -65,12 +67,10 @@ class MetricsLog:
         atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.rows, indent=2))
 
     def _write_csv(self) -> None:
-        tmp = self.run_dir / "metrics.csv.tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_file(self.run_dir / "metrics.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(self.rows)
-        tmp.replace(self.run_dir / "metrics.csv")
 
     def _plot(self) -> None:
         # A bare Figure (no pyplot) renders with Agg and leaves the notebook's backend alone.
@@ -87,20 +87,15 @@ class MetricsLog:
         for ax in (loss, acc):
             ax.grid(alpha=0.3)
             ax.legend()
-        tmp = self.run_dir / "curves.tmp.png"
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(self.run_dir / "curves.png")
+        save_png(fig, self.run_dir / "curves.png", dpi=100)
         self._show_live()
 
     def _show_live(self) -> None:
         """In a notebook, show curves.png and replace it in place each epoch: the live training curves."""
-        try:
-            from IPython import get_ipython
-            from IPython.display import Image, display
-        except ImportError:
+        if not show.in_notebook():  # a terminal: the PNG is enough
             return
-        if getattr(get_ipython(), "kernel", None) is None:  # a terminal or no IPython: the PNG is enough
-            return
+        from IPython.display import Image, display
+
         image = Image(filename=str(self.run_dir / "curves.png"))
         if self.live_curves is None:
             self.live_curves = display(image, display_id=True)

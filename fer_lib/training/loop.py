@@ -35,12 +35,12 @@ from typing import Optional
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object, send_to_device
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from fer_lib.data.dataset import make_loader
 from fer_lib.metrics import classification_metrics
 from fer_lib.training import checkpoint
-from fer_lib.training.items import TrainingItems, collate
+from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
 from fer_lib.training.optim import build_scheduler
 from fer_lib.training.sampler import EpochBatches
@@ -74,8 +74,8 @@ class Trainer:
                                           world_size=world, keyed=True)
         val_sampler = EpochBatches(len(val_items), train_cfg.batch_size, shuffle=False, rank=rank, world_size=world,
                                    pad=False, keyed=True)
-        self.train_loader = _loader(train_items, self.train_sampler, num_workers)
-        self.val_loader = _loader(val_items, val_sampler, num_workers)
+        self.train_loader = make_loader(train_items, self.train_sampler, num_workers)
+        self.val_loader = make_loader(val_items, val_sampler, num_workers)
         self.batches_per_epoch = self.train_sampler.batches_per_epoch()
         self.scheduler = build_scheduler(optimizer, train_cfg, self.steps_per_epoch)
         # Running train sums of this process (loss * clips, correct, clips), kept on the device: no sync per batch.
@@ -197,14 +197,6 @@ class Trainer:
             self.accelerator.scaler.load_state_dict(state["scaler"])
         rngs = state["rng"]
         checkpoint.set_rng_state(rngs[self.accelerator.process_index % len(rngs)])
-
-
-def _loader(items: TrainingItems, sampler: EpochBatches, num_workers: int) -> DataLoader:
-    # A private generator: otherwise each epoch's iterator would draw its worker seed from the global
-    # RNG, which dropout also uses, and a resumed run would drift from an uninterrupted one.
-    return DataLoader(items, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                      persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
-                      generator=torch.Generator())
 
 
 def _summary(row: dict, metric: str, improved: bool) -> str:

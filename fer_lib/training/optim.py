@@ -1,7 +1,7 @@
 """AdamW with two learning rates, and the warmup + cosine schedule.
 
 Parameter groups:
-- a pretrained backbone that is being fine-tuned (a branch with a hub id/directory that is not
+- a pretrained part that is being fine-tuned (a part with a hub id/directory that is not
   frozen: SigLIP2 in stage 3, LFM2-700M in `full`) learns at `backbone_lr`: its weights are already
   good and a head-sized step would wreck them;
 - everything else that trains (heads, fusion, random-init backbones) learns at `lr`.
@@ -20,11 +20,11 @@ from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
 from fer_lib.config import TrainConfig
-from fer_lib.models import BRANCHES, EmotionModel
+from fer_lib.models import PRETRAINED_PARTS, EmotionModel
 
 
 def build_optimizer(model: EmotionModel, cfg: TrainConfig) -> torch.optim.AdamW:
-    finetuned = tuple(BRANCHES[branch] + "." for branch in model.pretrained_sources() if branch not in model.frozen)
+    finetuned = tuple(PRETRAINED_PARTS[part] + "." for part in model.pretrained_sources() if part not in model.frozen)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:

@@ -21,13 +21,14 @@ import json
 from pathlib import Path
 
 from fer_lib.config import ModelConfig, TrainConfig, to_dict
+from fer_lib.errors import FerError
 from fer_lib.fileio import atomic_write_text
 
 RUN_CONTROL = ("max_epochs", "early_stopping_patience", "num_workers", "use_wandb", "wandb_project",
                "checkpoint_every_steps", "resume_from")
 
 
-class RunConflictError(ValueError):
+class RunConflictError(FerError):
     """The run folder belongs to another run; the message is one line."""
 
 

@@ -1,0 +1,105 @@
+"""What the notebooks show, in one place: figures and result files as PNG images and markdown.
+
+    show.figure(fig_or_png_path, ...)     each figure once, as a PNG image (Colab, Jupyter, VS Code, papermill)
+    show.markdown(text)                   rendered in a notebook, printed elsewhere
+    show.data_check(index)                01: clips found per actor x emotion
+    show.clip_inspection(sample)          01: one clip through the preprocessing (boxes, crops, audio)
+    show.roi_tokens(model, batch)         02: the patch tokens ROI compression keeps
+    show.evaluation(report)               04: the ablation table and the confusion matrix of `evaluate(...)`
+    show.cross_validation(summary)        04: the summary of `fer_lib.cv.aggregate(...)`
+    show.prediction(result)               05: the timeline, the faces and the overall label of `predict_video(...)`
+
+A matplotlib Figure is always turned into PNG bytes before it is displayed: a bare Figure shows as
+`<Figure size ...>` text in some front ends and twice in others. Outside a notebook kernel nothing is
+drawn and markdown is printed, so the same calls work in a terminal and in tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+from matplotlib.figure import Figure
+
+from fer_lib import plots
+
+
+def in_notebook() -> bool:
+    """True inside a notebook kernel (Colab, Jupyter, VS Code, papermill)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def figure(*items: Union[Figure, bytes, str, Path]) -> None:
+    """Display each figure (a Figure, PNG bytes or a PNG file) once, as a PNG image."""
+    if not in_notebook():
+        return
+    from IPython.display import Image, display
+
+    for item in items:
+        if isinstance(item, Figure):
+            item = plots.png_bytes(item)
+        display(Image(data=item) if isinstance(item, bytes) else Image(filename=str(item)))
+
+
+def markdown(text: str) -> None:
+    if in_notebook():
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    else:
+        print(text)
+
+
+def data_check(index) -> None:
+    """Clips per actor x emotion of a `DataIndex`, green where every expected clip is there."""
+    from fer_lib.data.index import expected_counts
+
+    figure(plots.counts_heatmap(index.counts(), expected_counts()))
+
+
+def clip_inspection(sample) -> None:
+    """A `preprocess.ClipInspection`: the tracked face on whole frames, the crops the model sees, the audio window."""
+    markdown(f"window starts at {sample.window_start:.2f} s; face found on {int(sample.detected.sum())} of "
+             f"{len(sample.detected)} frames")
+    figure(plots.face_track_figure(sample.frames, sample.boxes, sample.landmarks, sample.detected),
+           plots.landmark_strip_figure(sample.crops, sample.crop_landmarks, title="the face crops the model sees"))
+    if in_notebook():
+        from IPython.display import Audio, display
+
+        display(Audio(sample.audio, rate=sample.sample_rate))
+
+
+def roi_tokens(model, batch: dict) -> None:
+    """The patch tokens the landmark-guided ROI compression keeps on the first frame of the batch's first clip."""
+    landmarks = batch["landmarks"][:1]  # (1, T, 5, 2)
+    kept = model.visual.roi.select(landmarks, 1, landmarks.shape[1])[0, 0].cpu()  # token indices of frame 0
+    figure(plots.roi_tokens_figure(batch["frames"][0, 0].cpu().numpy(), landmarks[0, 0].cpu().numpy(),
+                                   kept.numpy(), model.visual.tower.patch_size))
+
+
+def evaluation(report: dict) -> None:
+    """What `fer_lib.evaluate.evaluate` wrote: the ablation table (when there is one) and the confusion matrix."""
+    files = report["files"]
+    if "ablation" in files:
+        markdown(Path(files["ablation"]).read_text())
+    else:
+        markdown(Path(files["report"]).read_text().split("\n![")[0])
+    figure(files["confusion"])
+
+
+def cross_validation(summary: dict) -> None:
+    """summary.md and the summed confusion matrix of a cross-validation folder."""
+    cv_dir = Path(summary["cv_dir"])
+    markdown((cv_dir / "summary.md").read_text())
+    figure(cv_dir / "confusion_summed_normalized.png")
+
+
+def prediction(result: dict) -> None:
+    """What `fer_lib.predict.predict_video` wrote: the timeline, the faces it saw, the overall label."""
+    out_dir = Path(result["out_dir"])
+    figure(*(out_dir / result["files"][name] for name in ("timeline", "faces") if name in result["files"]))
+    markdown(f"**Overall: {result['label']}** ({result['mode']}, {result['windows']} windows)")
