@@ -142,13 +142,17 @@ def write(run_dir: Path, config: dict, split: dict) -> None:
 
 def _conflicts(run_dir: Path, config: dict, split: dict) -> list[tuple[str, object, object]]:
     """(key, recorded, asked for) for every setting in which `run_dir`'s run differs from this one; [] if none."""
-    fix = f"restore it from {run_dir / 'checkpoints' / 'last'} (a copy is kept there), or choose another run name"
     changes = []
-    for name, mine in (("config", identity(config)), ("split", split)):
-        theirs = read_json(run_dir / f"{name}.json", fix)
-        if theirs is not None:
-            changes += _differences(identity(theirs) if name == "config" else theirs, mine,
-                                    "" if name == "config" else "split.")
+    for name, mine in (("config.json", identity(config)), ("split.json", split)):
+        copy = run_dir / "checkpoints" / "last" / name
+        fix = (f"restore it from the copy {copy}" if copy.is_file() else "delete it (the run has no checkpoint yet)")
+        theirs = read_json(run_dir / name, f"{fix}, or choose another run name")
+        if theirs is None:
+            continue
+        if not isinstance(theirs, dict) or (name == "config.json" and not {"model", "train"} <= set(theirs)):
+            raise RunFolderError(f"{run_dir / name} is damaged (not a run's {name}); {fix}, or choose another run name")
+        changes += _differences(identity(theirs) if name == "config.json" else theirs, mine,
+                                "" if name == "config.json" else "split.")
     return changes
 
 
