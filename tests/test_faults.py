@@ -273,6 +273,19 @@ def test_a_device_this_machine_lacks_is_one_line(run, synthetic_clips, synthetic
     assert snapshot(run, tmp_path) == before
 
 
+def test_a_gpu_index_beyond_the_machines_gpus_is_named(monkeypatch):
+    """On a machine with one GPU (its count emulated here: this one has none), cuda:7 says which exist."""
+    import torch
+
+    from fer_lib import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert devices.resolve("cuda:0") == torch.device("cuda:0") and devices.resolve(None).type == "cuda"
+    with pytest.raises(devices.DeviceError, match=r"this machine has 1 GPU \(cuda:0\)"):
+        devices.resolve("cuda:7")
+
+
 def test_an_output_folder_that_is_full_or_not_a_folder_is_one_line_before_any_work(
         run, synthetic_clips, synthetic_cache, full_disk, tmp_path, capsys, monkeypatch):
     def no_work(*args, **kwargs):
