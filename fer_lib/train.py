@@ -229,10 +229,10 @@ def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
     if resumed or run_folder.identity(ckpt.config) == run_folder.identity(config):
         model.load_trainable_state_dict(ckpt.weights)
         progress = Progress(**ckpt.progress)
+        length_change = _length_change(ckpt.config["train"]["max_epochs"], config["train"]["max_epochs"], progress)
         return progress, ckpt.state, (f"resuming {ckpt.path} at epoch {progress.epoch + 1}, step {progress.step}"
                                       + (f" (batch {progress.batches_done} of the epoch)" if progress.batches_done else "")
-                                      + _length_change(ckpt.config["train"]["max_epochs"], config["train"]["max_epochs"],
-                                                       progress))
+                                      + length_change)
     # Another config (e.g. a part thawed for fine-tuning): the saved weights were those trainable
     # under the saved freeze flags, so load them under those flags, then apply this run's.
     for saved in (True, False):

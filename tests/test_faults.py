@@ -28,7 +28,7 @@ from fer_lib import cli, evaluate, fileio, locking, predict
 from fer_lib.config import ConfigError, PreprocessConfig
 from fer_lib.models import sizes
 from fer_lib.train import main as train_main
-from fer_lib.training import checkpoint, run_folder
+from fer_lib.training import checkpoint
 from fer_lib.training.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,8 @@ def test_two_trainers_started_together_one_trains_and_a_dead_holder_is_taken_ove
     try:
         deadline = time.monotonic() + 240
         while not all(out.read_text().startswith("ready") for out, _ in outs):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [e.read_text() for _, e in outs]
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [e.read_text() for _, e in outs]
             time.sleep(0.05)
         go.touch()
         while all(p.poll() is None for p in procs):  # the second one stops at once
@@ -252,7 +253,7 @@ def test_same_run_name_with_another_lr_names_the_change_and_the_ways_forward(run
     assert train_main(train_args(synthetic_cache.root, run_copy.parent, lr=5e-4)) == 2
     line = one_error_line(capsys)
     assert "train.lr 0.001 -> 0.0005" in line
-    assert f"run name 'tiny-lr5e-4'" in line and f"delete or rename {run_copy}" in line
+    assert "run name 'tiny-lr5e-4'" in line and f"delete or rename {run_copy}" in line
     assert snapshot(run_copy) == before and sorted(p.name for p in run_copy.parent.iterdir()) == ["tiny"]
 
 
@@ -460,7 +461,8 @@ def test_real_processes_exit_2_with_one_line(tmp_path):
     """The exit status and stderr of real `python -m` processes (the two commands that start in a second)."""
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for argv in (["fer_lib.preprocess", "--data_dir", str(tmp_path), "--cache_dir", str(tmp_path / "c"), "--workers", "0"],
+    for argv in (["fer_lib.preprocess", "--data_dir", str(tmp_path), "--cache_dir", str(tmp_path / "c"),
+                  "--workers", "0"],
                  ["fer_lib.data.synthetic", "--out", str(a_file)]):
         proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, env=ENV, cwd=tmp_path)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr

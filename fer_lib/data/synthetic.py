@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signal", choices=SIGNALS, default="av", help="which modality carries the label")
     parser.add_argument("--repeats", type=cli.int_range(1, 4), default=1, help="clips per emotion per actor (1-4)")
     parser.add_argument("--seed", type=cli.SEED, default=0)
-    parser.add_argument("--workers", type=cli.POSITIVE_INT, default=None, help="parallel processes (default: one per core)")
+    parser.add_argument("--workers", type=cli.POSITIVE_INT, default=None,
+                        help="parallel processes (default: one per core)")
     parser.add_argument("--overwrite", action="store_true", help="replace clips that already exist in --out")
     args = parser.parse_args(argv)
     paths = generate_dataset(args.out, args.actors, args.signal, args.repeats, args.seed, workers=args.workers,

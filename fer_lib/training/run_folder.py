@@ -1,4 +1,5 @@
-"""Run folders: one per training run, named by what defines the run, held by one process, never taken over by another run.
+"""Run folders: one per training run, named by what defines the run, held by one process at a time,
+never taken over by another run.
 
 `runs/<name>/` holds config.json ({"model": ..., "train": ...}) and split.json (actors of each part,
 fold, preprocessing manifest hash) from the first moment, then checkpoints and metrics.
@@ -109,10 +110,11 @@ def check(run_dir: Path, config: dict, split: dict) -> None:
     if changes:
         shown = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes[:MAX_NAMED_CHANGES])
         more = f" and {len(changes) - MAX_NAMED_CHANGES} more" if len(changes) > MAX_NAMED_CHANGES else ""
+        new_name = suggest_name(run_dir, config, split, changes)
         raise RunConflictError(
             f"run folder {run_dir} holds a run with other settings ({shown}{more}), and resuming needs the same "
-            f"settings. Either train these settings as a new run: run name '{suggest_name(run_dir, config, split, changes)}' "
-            f"(--run_name / RUN_NAME), or start over under this name: delete or rename {run_dir} first"
+            f"settings. Either train these settings as a new run: run name '{new_name}' (--run_name / RUN_NAME), "
+            f"or start over under this name: delete or rename {run_dir} first"
         )
 
 
