@@ -78,8 +78,11 @@ def full_disk(tmp_path, monkeypatch) -> Path:
     writes fail with ENOSPC (a monkeypatched open in fer_lib.fileio)."""
     folder = tmp_path / "full"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                             capture_output=True).returncode == 0
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                                 capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
     if mounted:
         with pytest.raises(OSError):
             (folder / "filler").write_bytes(b"\0" * 128 * 1024)
