@@ -16,6 +16,7 @@ drawn and markdown is printed, so the same calls work in a terminal and in tests
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Union
 
@@ -52,6 +53,14 @@ def markdown(text: str) -> None:
         display(Markdown(text))
     else:
         print(text)
+
+
+def warning(text: str) -> None:
+    """Something the person must see: bold in a notebook, `warning: ...` on stderr elsewhere."""
+    if in_notebook():
+        markdown(f"**⚠️ {text}**")
+    else:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
 def data_check(index) -> None:
