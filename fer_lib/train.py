@@ -144,7 +144,8 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     if accelerator.is_main_process:  # only now: a command refused above leaves no folder behind
         for folder in {run_dir, work_dir}:
             run_folder.write(folder, config, split_info)
-    copied = f" (written to {work_dir} first, copied every {sync_minutes:g} min and at the end)" if sync else ""
+    every = f"at most every {sync_minutes:g} minutes" if sync_minutes else "after every checkpoint"
+    copied = f" (written to {work_dir} first, copied {every} and at the end)" if sync else ""
     say(f"run folder: {run_dir}{copied}\n{split.describe()}\n"
         f"device: {accelerator.device} x {accelerator.num_processes}, precision {accelerator.mixed_precision}")
     if progress.world_size != accelerator.num_processes and progress.batches_done:

@@ -91,14 +91,13 @@ def test_metrics_agree_with_sklearn_recomputed_from_predictions_csv(ablation, tr
         assert saved["confusion"] == confusion_matrix(y_true, y_pred, labels=LABELS).tolist()
         assert saved["actors"] == split["test"] and saved["modalities"] == flag
         assert "test actor" in saved["subtitle"]  # every figure names its actors
-        for png in ("confusion.png", "confusion_normalized.png"):
-            assert (out / flag / png).stat().st_size > 1000
+        assert (out / flag / "confusion.png").stat().st_size > 1000
 
         # every number and figure again, from the CSV alone
         again = reports.report_from_predictions(out / flag / "predictions.csv", tmp_path / flag)
         for key in ("war", "uar", "macro_f1", "per_class", "confusion"):
             assert again[key] == saved[key]
-        assert (tmp_path / flag / "confusion_normalized.png").is_file()
+        assert (tmp_path / flag / "confusion.png").is_file()
         probs[flag] = p
 
     table = {r["modalities"]: r for r in read_rows(out / "ablation.csv")}
@@ -420,7 +419,7 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     assert len(read_rows(cv_dir / "predictions_all.csv")) == summed.sum()
     md = (cv_dir / "summary.md").read_text()
     assert "fold 0: 1; fold 1: 2" in md and "| WAR |" in md  # the folds are named with the figures
-    for name in ("confusion_summed.png", "confusion_summed_normalized.png", "folds.csv", "folds.png"):
+    for name in ("confusion_summed.png", "folds.csv", "folds.png"):
         assert (cv_dir / name).stat().st_size > 0
 
     # finished folds are skipped; an interrupted fold resumes through the trainer (no epoch redone)
