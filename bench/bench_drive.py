@@ -89,7 +89,8 @@ def run(epochs: int = 50, epoch_seconds: tuple[float, ...] = (20.0, 60.0, 180.0)
     from fer_lib.training.logging import MetricsLog
 
     ckpt = lightweight_checkpoint()
-    figures: dict = {"epochs": epochs, "sync_minutes": sync_minutes, "best_changes": len([e for e in IMPROVED if e <= epochs])}
+    best_changes = len([epoch for epoch in IMPROVED if epoch <= epochs])
+    figures: dict = {"epochs": epochs, "sync_minutes": sync_minutes, "best_changes": best_changes}
     with tempfile.TemporaryDirectory(prefix="bench_drive_") as tmp:
         work = Path(tmp) / "local" / "run"
         clocks = {seconds: Clock() for seconds in epoch_seconds}
@@ -128,7 +129,6 @@ def run(epochs: int = 50, epoch_seconds: tuple[float, ...] = (20.0, 60.0, 180.0)
                 "final_gb": round(ledger.size() / 2**30, 2),
                 "written_to_final": round(ledger.written / ledger.size(), 2),
             }
-    best_changes = figures["best_changes"]
     today_written = (epochs + best_changes) * checkpoint_bytes + epochs * small_bytes
     today_final = 2 * checkpoint_bytes + small_bytes
     figures["today_computed"] = {

@@ -102,16 +102,16 @@ def training_plan(preset: str, batch_size: int) -> None:
 
     runtime = describe_runtime()
     if runtime["gpu"] is None and preset != "tiny":
-        warning(f"This runtime has no GPU: the {preset!r} preset is meant for a GPU and is very slow on a CPU (only `tiny` is meant for one). Choose Runtime → "
-                "Change runtime type → a GPU (A100 if you can), then Run all again.")
+        warning(f"This runtime has no GPU, and only `tiny` is meant for a CPU: {preset!r} would be very slow. "
+                "Choose Runtime → Change runtime type → a GPU (A100 if you can), then Run all again.")
     need = estimate_training_memory(get_preset(preset), batch_size, "bf16")["total_gb"] + CUDA_CONTEXT_GB
     gpus = dict(COLAB_GPUS)
     if runtime["gpu"] is not None:
         gpus[f"this runtime: {runtime['gpu']}"] = runtime["gpu_memory_gb"]
+    rows = [(name, f"{memory:g}", "yes" if memory >= need else "**no**") for name, memory in gpus.items()]
     markdown(f"Training memory of `{preset}` at batch {batch_size} (bf16, estimated, with about "
              f"{CUDA_CONTEXT_GB:g} GB for CUDA itself): **{need:.1f} GB**\n\n"
-             + markdown_table(("GPU", "memory GB", "fits"),
-                              [(name, f"{memory:g}", "yes" if memory >= need else "**no**") for name, memory in gpus.items()]))
+             + markdown_table(("GPU", "memory GB", "fits"), rows))
     if runtime["gpu"] is not None and runtime["gpu_memory_gb"] < need:
         warning(f"The estimate ({need:.1f} GB) exceeds this GPU's {runtime['gpu_memory_gb']:g} GB: lower BATCH_SIZE "
                 "and raise GRAD_ACCUM_STEPS by the same factor (the same clips per optimizer step).")

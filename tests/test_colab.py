@@ -117,8 +117,9 @@ def run_all(colab) -> dict:
     """00 to 05 in order, in smoke mode, each in a fresh runtime: {name: executed notebook}."""
     executed = {}
     for name in NOTEBOOKS:
-        form = {"REPO_URL": str(colab.content(name) / "drive" / "MyDrive" / "fer" / "code")} if name == "02_model_smoke_test" else {}
-        drop = None
+        form, drop = {}, None
+        if name == "02_model_smoke_test":  # the code from a copy of the repository on Drive
+            form = {"REPO_URL": str(colab.content(name) / "drive" / "MyDrive" / "fer" / "code")}
         if name == "03_training":  # Drive gone between epochs: unmounted when epoch 1 is done, back after epoch 2
             drop = {"watch": str(colab.content(name) / "fer_local" / "runs" / "smoke" / "metrics.json"),
                     "mountpoint": str(colab.content(name) / "drive"), "unmount_at": 1, "mount_at": 2}
