@@ -10,9 +10,10 @@ that advances by that time per epoch. No epoch time has been measured on a GPU, 
 given for several assumed ones. The best checkpoint changes at the epochs of IMPROVED, like a
 validation curve that flattens.
 
-What Drive receives is counted from the Drive folder itself: after every copy the folder is compared
-with the one before, file by file (inode, path, size, modification time): a new or rewritten file
-counts as written, a file that is gone (deleted, or replaced by a rename) as deleted.
+What Drive receives is counted at the Drive folder, not by DriveSync (`DriveLedger`): bytes written
+from what the folder holds after every copy (a file with a new inode, size or modification time was
+created or rewritten), bytes deleted at the os.unlink / os.remove / os.replace / os.rename calls that
+remove or replace a file there.
 
 "today" is the code before this change, computed from the same sizes, not run: it wrote every
 epoch's `last` into a new folder on Drive and deleted the old one, and `best` likewise at each
@@ -23,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -59,28 +63,56 @@ def lightweight_checkpoint():
 
 
 class DriveLedger:
-    """What a folder gained and lost between two looks: written and deleted bytes."""
+    """What one "Drive" folder received and lost: bytes written (files created or rewritten, from what the
+    folder holds after each copy: a file whose inode, size or modification time is new) and bytes deleted
+    (files unlinked or replaced there, seen at the os.unlink / os.remove / os.replace / os.rename calls)."""
 
     def __init__(self, folder: Path):
-        self.folder, self.files, self.written, self.deleted = folder, {}, 0, 0
+        self.folder, self.seen, self.written, self.deleted = folder, set(), 0, 0
 
     def look(self) -> None:
-        files = {}
         for path in self.folder.rglob("*"):
             if path.is_file():
                 stat = path.stat()
-                files[stat.st_ino] = (path, stat.st_size, stat.st_mtime_ns)
-        for inode, (path, size, mtime) in files.items():
-            before = self.files.get(inode)
-            if before is None or before != (path, size, mtime):
-                self.written += size
-            if before is not None and before[0] != path:  # the inode was freed and reused: the old file is gone
-                self.deleted += before[1]
-        self.deleted += sum(size for inode, (_, size, _) in self.files.items() if inode not in files)
-        self.files = files
+                if (key := (stat.st_ino, stat.st_size, stat.st_mtime_ns)) not in self.seen:
+                    self.seen.add(key)
+                    self.written += stat.st_size
+
+    def going(self, path) -> None:
+        """`path` is about to be unlinked or replaced."""
+        path = Path(os.fspath(path)).absolute()
+        if path.is_relative_to(self.folder) and path.is_file():
+            self.deleted += path.stat().st_size
 
     def size(self) -> int:
-        return sum(size for _, size, _ in self.files.values())
+        return sum(path.stat().st_size for path in self.folder.rglob("*") if path.is_file())
+
+
+@contextmanager
+def watching_deletions(ledgers: list[DriveLedger]) -> Iterator[None]:
+    real = {name: getattr(os, name) for name in ("unlink", "remove", "replace", "rename")}
+
+    def removing(name):
+        def call(path, *args, **kwargs):
+            for ledger in ledgers:
+                ledger.going(path)
+            return real[name](path, *args, **kwargs)
+        return call
+
+    def replacing(name):
+        def call(src, dst, *args, **kwargs):
+            for ledger in ledgers:
+                ledger.going(dst)
+            return real[name](src, dst, *args, **kwargs)
+        return call
+
+    try:
+        os.unlink, os.remove = removing("unlink"), removing("remove")
+        os.replace, os.rename = replacing("replace"), replacing("rename")
+        yield
+    finally:
+        for name, function in real.items():
+            setattr(os, name, function)
 
 
 def run(epochs: int = 50, epoch_seconds: tuple[float, ...] = (20.0, 60.0, 180.0), sync_minutes: float = 10.0) -> dict:
@@ -94,7 +126,7 @@ def run(epochs: int = 50, epoch_seconds: tuple[float, ...] = (20.0, 60.0, 180.0)
     with tempfile.TemporaryDirectory(prefix="bench_drive_") as tmp:
         work = Path(tmp) / "local" / "run"
         clocks = {seconds: Clock() for seconds in epoch_seconds}
-        syncs, ledgers = {}, {}
+        syncs, ledgers, copied = {}, {}, {seconds: set() for seconds in epoch_seconds}
         for seconds, clock in clocks.items():
             drive = Path(tmp) / f"drive_{seconds:g}s" / "run"
             syncs[seconds] = DriveSync(work, drive, sync_minutes, clock=clock, warn=print)
@@ -104,28 +136,32 @@ def run(epochs: int = 50, epoch_seconds: tuple[float, ...] = (20.0, 60.0, 180.0)
         for folder in [work, *(sync.drive_dir for sync in syncs.values())]:
             run_folder.write(folder, ckpt.config, ckpt.split)
         log = MetricsLog(work)
-        for epoch in range(1, epochs + 1):
-            row = {"epoch": epoch, "step": 90 * epoch, "train_loss": 1.0 / epoch, "train_acc": 0.5, "val_loss": 1.0,
-                   "val_acc": 0.5, "val_uar": 0.5, "val_macro_f1": 0.5, "lr": 1e-4, "epoch_time_s": 1.0}
-            log.log(row)
-            progress = {"epoch": epoch, "step": 90 * epoch, "batches_done": 0, "best_epoch": epoch}
-            checkpoint.save(dataclasses.replace(ckpt, progress=progress), work,
-                            ("best", "last") if epoch in IMPROVED else ("last",))
+        with watching_deletions(list(ledgers.values())):
+            for epoch in range(1, epochs + 1):
+                log.log({"epoch": epoch, "step": 90 * epoch, "train_loss": 1.0 / epoch, "train_acc": 0.5,
+                         "val_loss": 1.0, "val_acc": 0.5, "val_uar": 0.5, "val_macro_f1": 0.5, "lr": 1e-4,
+                         "epoch_time_s": 1.0})
+                progress = {"epoch": epoch, "step": 90 * epoch, "batches_done": 0, "best_epoch": epoch}
+                checkpoint.save(dataclasses.replace(ckpt, progress=progress), work,
+                                ("best", "last") if epoch in IMPROVED else ("last",))
+                for seconds, sync in syncs.items():
+                    clocks[seconds].now = epoch * seconds
+                    sync.after_save(epoch)
+                    ledgers[seconds].look()
+                    copied[seconds].add(checkpoint.progress_of(sync.drive_dir / "checkpoints" / "last"))
             for seconds, sync in syncs.items():
-                clocks[seconds].now = epoch * seconds
-                sync.after_save(epoch)
+                sync.finish()
                 ledgers[seconds].look()
+                copied[seconds].add(checkpoint.progress_of(sync.drive_dir / "checkpoints" / "last"))
         checkpoint_bytes = sum((work / "checkpoints" / "last" / name).stat().st_size for name in checkpoint.FILES)
         small_bytes = sum(path.stat().st_size for path in work.iterdir() if path.is_file())
         figures["checkpoint_mb"] = round(checkpoint_bytes / 2**20, 1)
-        for seconds, sync in syncs.items():
-            sync.finish()
-            ledger = ledgers[seconds]
-            ledger.look()
+        for seconds, ledger in ledgers.items():
             figures[f"epoch_{seconds:g}s"] = {
                 "run_minutes": round(epochs * seconds / 60, 1),
+                "copies_of_last": len(copied[seconds] - {None}),
                 "written_gb": round(ledger.written / 2**30, 2),
-                "deleted_gb": round(ledger.deleted / 2**30, 3),
+                "deleted_mb": round(ledger.deleted / 2**20, 2),
                 "final_gb": round(ledger.size() / 2**30, 2),
                 "written_to_final": round(ledger.written / ledger.size(), 2),
             }
