@@ -221,3 +221,20 @@ def test_a_fixable_error_is_one_line_and_stops_run_all(run_all, colab):
     assert error["ename"] == "CheckpointError" and len(error["traceback"]) == 1
     assert "checkpoint not found" in error["traceback"][0] and "Traceback" not in error["traceback"][0]
     assert not any(cell.get("execution_count") for cell in cells[failed + 1:])
+
+
+def test_training_plan_warns_without_a_gpu(capsys):
+    """03 before training: the memory estimate against Colab's GPUs and the one it sees, or a warning without one."""
+    import torch
+
+    from fer_lib import show
+
+    show.training_plan("lightweight", 8)
+    out, err = capsys.readouterr()
+    assert "Training memory of `lightweight` at batch 8" in out and "| A100 80 GB | 80 | yes |" in out
+    if torch.cuda.is_available():
+        assert "| this runtime: " in out
+    else:
+        assert "This runtime has no GPU" in err and "'lightweight' would be very slow" in err
+    show.training_plan("tiny", 8)
+    assert "no GPU" not in capsys.readouterr().err  # tiny is meant for a CPU

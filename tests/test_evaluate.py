@@ -166,6 +166,22 @@ def known_predictions():
                                            [EMOTIONS.index(t) for t in truth], probs)
 
 
+def test_confusion_shows_clips_and_row_percentages_and_curves_whole_epochs():
+    from fer_lib import plots
+
+    cm = known_predictions().confusion()
+    texts = [t.get_text() for t in plots.confusion_figure(cm).axes[0].texts]
+    angry, disgust = EMOTIONS.index("angry"), EMOTIONS.index("disgust")
+    assert texts[angry * 8 + disgust] == "2\n50%" and texts[angry * 8 + angry] == "1\n25%"  # 4 angry clips
+
+    rows = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "val_uar": 0.5,
+             "val_macro_f1": 0.5} for e in (1, 2, 3)]
+    figure = plots.curves_figure(rows)
+    figure.canvas.draw()  # places the ticks
+    for ax in figure.axes:
+        assert all(float(tick).is_integer() for tick in ax.get_xticks())
+
+
 def test_explorer_data_functions():
     pred = known_predictions()
     assert explorer.misclassified(pred, "angry").tolist() == [2, 3, 1]  # most confident mistake first

@@ -79,7 +79,9 @@ class Checkpoint:
 
 
 def save(checkpoint: Checkpoint, run_dir: str | Path, names: tuple[str, ...] = ("last",)) -> list[Path]:
-    """Write `checkpoint` as `run_dir/checkpoints/<name>/` for each name (e.g. "last", "best")."""
+    """Write `checkpoint` as `run_dir/checkpoints/<name>/` for each name: the first written and read back,
+    the others copied from it. The loop passes ("best", "last"), so that `last` never names a newer best
+    than `best` holds. Any failure raises CheckpointError, with that name's previous checkpoint kept."""
     root = Path(run_dir) / "checkpoints"
     name = names[0]
     try:

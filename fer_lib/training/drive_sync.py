@@ -55,7 +55,6 @@ class DriveSync:
 
     def start(self) -> None:
         """Prepare the working copy (see the module docstring); copy it to Drive at once when it is ahead."""
-        colab.check_mounted(self.drive_dir)
         if self.fresh and self.work_dir.exists():
             shutil.rmtree(self.work_dir)
         drive = checkpoint.progress_of(self.drive_dir / "checkpoints" / "last")
@@ -131,8 +130,9 @@ class DriveSync:
                     f"this runtime's disk ({self.work_dir}), and the run will be copied to {self.drive_dir} when "
                     f"Drive is back. To remount: stop this cell, run `{colab.REMOUNT}`, then run this cell "
                     "again; it resumes from the local checkpoint and copies the run.")
-        return (f"could not copy the run to {self.drive_dir} ({one_line(exc)}); {where}, training goes on, "
-                "and the copy is tried again at the next checkpoint. Drive keeps its previous complete copy.")
+        then = "run this training again to copy it" if final else "training goes on, and the next checkpoint tries again"
+        return (f"could not copy the run to {self.drive_dir} ({one_line(exc)}); {where}: {then}. "
+                "Drive keeps its previous complete copy.")
 
 
 def _progress_text(folder: Path) -> Optional[str]:
