@@ -238,6 +238,8 @@ def test_static_fallback_and_widget_from_the_cache(ablation, synthetic_cache, tm
     explorer.show_static(folder, emotions=["neutral"])  # outside a notebook: printed
     printed = capsys.readouterr().out
     assert "### neutral" in printed and "### calm" not in printed
+    explorer.explore(folder, synthetic_cache.root, static=False)  # no video folder: it says so
+    assert "The original videos are not available" in capsys.readouterr().out
 
     ui = explorer.ConfusionExplorer(folder, synthetic_cache.root, video_dir=synthetic_cache.clips.root)
     ui.widget()
