@@ -1,7 +1,9 @@
 """The Drive layout of `drive_layout.md`, in code: every path a notebook or command uses.
 
 One root holds everything (default `MyDrive/fer` on Google Drive; any local folder elsewhere).
-`local` is the runtime's fast disk that hot data is copied to (on Colab `/content/fer_local`).
+`local` is the runtime's fast disk (on Colab `/content/fer_local`): hot copies of what is on Drive,
+and what is big and can be fetched again (the RAVDESS zips, their extracted clips, the clips of
+actors whose cache shard is not written yet).
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ class DriveLayout:
         return self.root / "cache" / "preprocessed"
 
     @property
+    def downloads(self) -> Path:
+        """The RAVDESS zips while they are downloaded and until their actor is cached."""
+        return self.local / "downloads"
+
+    @property
+    def local_ravdess(self) -> Path:
+        """The audio-visual clips extracted from the zips (`Actor_XX/`), until their actor is cached."""
+        return self.local / "ravdess"
+
+    @property
+    def staging(self) -> Path:
+        """Finished clips of actors whose cache shard is not written yet (`fer_lib.data.cache.Staging`)."""
+        return self.local / "staging"
+
+    @property
     def local_preprocessed(self) -> Path:
         return self.local / "cache" / "preprocessed"
 
@@ -57,12 +74,28 @@ class DriveLayout:
         return self
 
 
-def default_layout(root: str | Path | None = None, local: str | Path | None = None) -> DriveLayout:
-    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given."""
+def default_layout(root: str | Path | None = None, local: str | Path | None = None, smoke: bool = False) -> DriveLayout:
+    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given.
+
+    `smoke` (the notebooks' SMOKE mode: synthetic clips, `tiny`): without a `root`, a scratch root
+    on the runtime's local disk in Colab (`<local>/smoke`), so synthetic clips, their cache and the
+    smoke runs never land in the user's ravdess/, cache/ or runs/ on Drive. A given `root` is used
+    as it is (the tests and the demo pass a scratch folder).
+    """
     from fer_lib.colab import in_colab
 
-    if root is None:
-        root = COLAB_DRIVE_ROOT if in_colab() else Path("demo_out")
     if local is None and in_colab():
         local = COLAB_LOCAL_ROOT
+    if root is None and smoke and in_colab():
+        return DriveLayout.at(Path(local) / "smoke")
+    if root is None:
+        root = COLAB_DRIVE_ROOT if in_colab() else Path("demo_out")
     return DriveLayout.at(root, local)
+
+
+def default_staging(cache_dir: str | Path) -> Path:
+    """Where preprocessing stages the finished clips of unfinished actors when no folder is given: the
+    runtime's local disk in Colab (not Drive), else a hidden `.staging/` folder inside the cache."""
+    from fer_lib.colab import in_colab
+
+    return COLAB_LOCAL_ROOT / "staging" if in_colab() else Path(cache_dir).expanduser() / ".staging"
