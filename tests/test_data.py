@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -17,11 +18,13 @@ import numpy as np
 import pytest
 import torch
 
+from fer_lib import locking
 from fer_lib.config import PreprocessConfig
 from fer_lib.data import synthetic
 from fer_lib.data.augment import augment_audio, augment_frames
 from fer_lib.data.cache import (
-    CacheMismatchError, cached_stems, decode_entry, entry_path, list_clips, manifest_hash, read_entry, read_members,
+    CacheMismatchError, Staging, cached_stems, decode_entry, entry_path, list_clips, manifest_hash, read_entry,
+    read_members,
 )
 from fer_lib.data.cache import copy_to_local as copy_cache_to_local
 from fer_lib.data.dataset import RavdessDataset, collate, make_loader
@@ -337,6 +340,108 @@ def test_resume_after_a_kill(synthetic_clips, tmp_path):
     rerun = preprocess(data, cache, staging_dir=staging, progress=False, verbose=False)
     assert rerun["new"] == 0 and rerun["already_cached"] == len(clips)
     assert time.perf_counter() - start < 5
+
+
+def test_a_full_disk_stops_preprocessing_and_is_recorded_against_no_clip(synthetic_clips, tmp_path, small_disk, capsys):
+    """Issue 16.2: a fault of the machine is not a fault of the clip being written (a rerun would skip it)."""
+    data = tmp_path / "data"
+    clips = synthetic_clips.paths[:3]  # one actor: its shard waits for all three
+    for p in clips:
+        link(p, data / p.parent.name / p.name)
+    disk = small_disk(450_000)  # room for one finished clip (~0.33 MB), not two
+    cache = disk.path / "cache"
+    argv = ["--data_dir", str(data), "--cache_dir", str(cache), "--workers", "1", "--no_progress"]
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "nothing was recorded against a clip" in err[0], err
+    assert not list((cache / "problems").glob("*.json")) if (cache / "problems").exists() else True
+    staged = staged_files(cache / ".staging")
+    assert len(staged) == 1  # the clip finished before the disk filled up is kept
+
+    disk.resize(64 << 20)
+    summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert summary["cached"] == len(clips) and summary["problems"] == 0
+    assert summary["resumed"] == 1 and summary["new"] == len(clips) - 1  # nothing skipped, nothing done twice
+
+
+def test_a_held_cache_stops_a_second_run_and_leftovers_go_on_the_next(synthetic_clips, tmp_path, capsys):
+    """Issue 16.4: what an interrupted run left is removed by the next run there, never under a running one."""
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    clip = synthetic_clips.paths[0]
+    link(clip, data / "Actor_01" / clip.name)
+    foreign = Staging(cache / ".staging", cache, "0123456789abcdef").open()  # staged with other parameters
+    leftovers = [foreign.put(clip.stem, b"from another configuration"), cache / ".actor_01.shard.4242.tmp"]
+    leftovers[1].write_bytes(b"partial")
+
+    with locking.exclusive(cache, "preprocessing"):
+        assert main(["--data_dir", str(data), "--cache_dir", str(cache), "--workers", "1", "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by preprocessing (pid {os.getpid()}" in err[0], err
+        assert all(p.exists() for p in leftovers) and not list(cache.glob("*.shard"))  # nothing touched
+
+    summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert summary["cached"] == 1 and summary["resumed"] == 0  # the foreign clip was not taken
+    assert not any(p.exists() for p in leftovers) and not (cache / ".staging").exists()
+
+
+def test_a_changed_source_is_processed_again_and_nothing_stale_is_used(synthetic_cache, tmp_path):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    first, second, other = synthetic_cache.clips.paths[:3]  # all of actor 1
+    for p in (first, second):
+        link(p, data / "Actor_01" / p.name)
+    preprocess(data, cache, workers=1, progress=False, verbose=False)
+    shard = entry_path(cache, first.stem).parent
+
+    link(other, data / "Actor_01" / first.name)  # the user replaces a file: another size
+    changed = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert changed["new"] == 1 and changed["already_cached"] == 1
+    now, expected = read_entry(entry_path(cache, first.stem)), read_entry(entry_path(synthetic_cache.root, other.stem))
+    np.testing.assert_array_equal(now["audio"], expected["audio"])  # the new source's clip, not the stale one
+    assert now["window_start"] == expected["window_start"]
+
+    stamp = shard.stat().st_mtime_ns
+    os.utime(data / "Actor_01" / second.name, (time.time() + 5, time.time() + 5))  # same bytes, newer file
+    touched = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert touched["new"] == 1 and shard.stat().st_mtime_ns != stamp
+
+    (data / "Actor_01" / second.name).unlink()  # a source that is gone leaves its clip cached
+    gone = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert gone["new"] == 0 and cached_stems(cache) == {first.stem, second.stem}
+
+
+def test_a_cache_of_the_old_format_is_recognised_and_rebuilt(synthetic_clips, tmp_path, capsys):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    clip = synthetic_clips.paths[0]
+    link(clip, data / "Actor_01" / clip.name)
+    cache.mkdir()
+    (cache / "manifest.json").write_text(json.dumps({"format": 1, "hash": "0123456789abcdef", "preprocess_config":
+                                                     dataclasses.asdict(PreprocessConfig())}))
+    np.savez(cache / f"{clip.stem}.npz", audio=np.zeros(48000, np.float32), frames=np.zeros((16, 3, 224, 224), np.uint8))
+    for read in (list_clips, manifest_hash, RavdessDataset):
+        with pytest.raises(DataError, match="format 1 .one .npz file per clip.") as err:
+            read(cache)
+        assert "fer_lib.preprocess" in str(err.value) and "\n" not in str(err.value)
+
+    summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert "format 1" in capsys.readouterr().out and summary["new"] == 1
+    assert not list(cache.glob("*.npz")) and [c.stem for c in list_clips(cache)] == [clip.stem]
+    assert read_entry(entry_path(cache, clip.stem))["frames"].std() > 20
+
+
+def test_a_zip_without_audio_visual_speech_names_the_zips_needed(synthetic_clips, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    with zipfile.ZipFile(data / "Audio_Speech_Actors_01-24.zip", "w") as zf:
+        zf.writestr("Actor_01/03-01-01-01-01-01-01.wav", b"RIFF")
+    assert main(["--data_dir", str(data), "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Audio_Speech_Actors_01-24.zip hold no audio-visual speech clip" in err[0], err
+    assert "Video_Speech_Actor_01.zip ... Video_Speech_Actor_24.zip" in err[0]
+
+    link(synthetic_clips.paths[0], data / "Actor_01" / synthetic_clips.paths[0].name)  # beside a usable clip: listed
+    index = build_index(data, progress=False)
+    assert [(p.kind, p.path) for p in index.problems] == [("wrong_zip", "Audio_Speech_Actors_01-24.zip")]
 
 
 def test_changed_parameters_invalidate_the_cache(synthetic_clips, tmp_path):
