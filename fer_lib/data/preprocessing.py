@@ -184,6 +184,14 @@ def _worker_init(config_dict: dict, torch_threads: int, decode_threads: int, dev
                   cache_dir=cache_dir, staging=staging)
 
 
+def _worker_exit(torch_threads: int) -> None:
+    """Undo `_worker_init` in this process (one worker, in-process): a notebook's torch keeps its threads."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    _STATE.clear()
+
+
 def _worker_run(job: tuple[str, str, str]) -> dict:
     """job = (source path, stem, display path) -> result dict. Stages the clip or records its problem;
     raises only a fault of the machine (as a plain OSError, which crosses process boundaries)."""
@@ -249,6 +257,7 @@ class Preprocessor:
         self.already = self.resumed = 0
         self.start = time.perf_counter()
         self._stack = contextlib.ExitStack()
+        self._workers: Optional[int] = None  # processes, decided on the first clips to do
         self._pool = None
         self.bar = None
 
@@ -298,7 +307,7 @@ class Preprocessor:
                 self._finish_actor(plan)
         if not jobs:
             return
-        self.bar.total += len(jobs)
+        self.bar.total = max(self.bar.total, self.bar.n + len(jobs))  # the download sets what it expects
         self.bar.refresh()
         for result in self._run(jobs):
             self.results.append(result)
@@ -347,28 +356,22 @@ class Preprocessor:
         self.staging.clear(plan.actor)
 
     def _run(self, jobs: list[tuple]):
+        """Results of `jobs`, in the order they finish; the workers start on the first call and serve later ones."""
         from fer_lib.data.video import default_threads
 
-        workers = min(self.workers, math.ceil(len(jobs) / CLIPS_PER_WORKER)) if self._pool is None else self._pool[1]
-        args = (dataclasses.asdict(self.config), TORCH_THREADS, default_threads(workers), resolve_device(self.device),
-                str(self.cache_dir), self.staging)
-        if workers > 1:
-            if self._pool is None:
-                pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=args)
-                self._stack.enter_context(pool)  # terminated on leaving
-                self._pool = (pool, workers)
-            yield from self._pool[0].imap_unordered(_worker_run, jobs)
-            return
-        import torch
+        if self._workers is None:
+            self._workers = min(self.workers, math.ceil(len(jobs) / CLIPS_PER_WORKER))
+            args = (dataclasses.asdict(self.config), TORCH_THREADS, default_threads(self._workers),
+                    resolve_device(self.device), str(self.cache_dir), self.staging)
+            if self._workers > 1:
+                pool = mp.get_context("spawn").Pool(self._workers, initializer=_worker_init, initargs=args)
+                self._pool = self._stack.enter_context(pool)  # terminated on leaving
+            else:
+                import torch
 
-        previous = torch.get_num_threads()
-        try:
-            _worker_init(*args)
-            for job in jobs:
-                yield _worker_run(job)
-        finally:
-            torch.set_num_threads(previous)  # a notebook's torch keeps its threads
-            _STATE.clear()
+                self._stack.callback(_worker_exit, torch.get_num_threads())
+                _worker_init(*args)
+        return self._pool.imap_unordered(_worker_run, jobs) if self._pool is not None else map(_worker_run, jobs)
 
     # the report ------------------------------------------------------------------------------
     def finish(self, index: DataIndex, interrupted: bool = False, verbose: bool = True) -> dict:
