@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-COLAB_DRIVE_ROOT = Path("/content/drive/MyDrive/fer")
+COLAB_DRIVE_MOUNT = Path("/content/drive")
+COLAB_DRIVE_ROOT = COLAB_DRIVE_MOUNT / "MyDrive" / "fer"
 COLAB_LOCAL_ROOT = Path("/content/fer_local")
 
 
@@ -25,6 +26,11 @@ class DriveLayout:
         """The layout under `root`; hot copies go to `local` (default: `root/local`)."""
         root = Path(root).expanduser()
         return cls(root=root, local=Path(local).expanduser() if local else root / "local")
+
+    @property
+    def on_drive(self) -> bool:
+        """True when the root lies in the Google Drive mount, where the user's own data lives."""
+        return self.root.absolute().is_relative_to(COLAB_DRIVE_MOUNT)
 
     @property
     def ravdess(self) -> Path:

@@ -11,14 +11,16 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from fer_lib import locking
+from fer_lib import demo, locking
 from fer_lib.config import PreprocessConfig
 from fer_lib.data import synthetic
 from fer_lib.data.augment import augment_audio, augment_frames
@@ -34,6 +36,7 @@ from fer_lib.data.splits import (
     ALL_ACTORS, SplitError, Split, describe_splits, fixed_split, fold_groups, get_split, kfold_splits,
 )
 from fer_lib.models.roi import canonical_landmarks
+from fer_lib.paths import COLAB_DRIVE_ROOT, COLAB_LOCAL_ROOT, default_layout
 from fer_lib.preprocess import main, preprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,21 +351,38 @@ def test_a_full_disk_stops_preprocessing_and_is_recorded_against_no_clip(synthet
     clips = synthetic_clips.paths[:3]  # one actor: its shard waits for all three
     for p in clips:
         link(p, data / p.parent.name / p.name)
-    disk = small_disk(450_000)  # room for one finished clip (~0.33 MB), not two
+    disk = small_disk(8 << 20)  # enough for the cache's estimate, until another program fills it
     cache = disk.path / "cache"
     argv = ["--data_dir", str(data), "--cache_dir", str(cache), "--workers", "1", "--no_progress"]
-
-    assert main(argv) == 2
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(main, argv)
+        while not running.done() and not staged_files(cache / ".staging"):
+            time.sleep(0.01)
+        with open(disk.path / "someone_else.bin", "wb") as handle:  # leaves less than one clip (~0.33 MB)
+            handle.write(b"\0" * (disk.capacity - disk.used() - 200_000))
+        assert running.result() == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0] and "nothing was recorded against a clip" in err[0], err
     assert not list((cache / "problems").glob("*.json")) if (cache / "problems").exists() else True
     staged = staged_files(cache / ".staging")
     assert len(staged) == 1  # the clip finished before the disk filled up is kept
 
-    disk.resize(64 << 20)
+    (disk.path / "someone_else.bin").unlink()
     summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
     assert summary["cached"] == len(clips) and summary["problems"] == 0
     assert summary["resumed"] == 1 and summary["new"] == len(clips) - 1  # nothing skipped, nothing done twice
+
+
+def test_preprocessing_stops_before_writing_what_does_not_fit(synthetic_clips, tmp_path, small_disk, capsys):
+    data = tmp_path / "data"
+    link(synthetic_clips.paths[0], data / "Actor_01" / synthetic_clips.paths[0].name)
+    disk = small_disk(200_000)
+    assert main(["--data_dir", str(data), "--cache_dir", str(disk.path / "cache"), "--no_progress"]) == 2
+    captured = capsys.readouterr()
+    assert "the preprocessing cache of 1 clips: about 0.00 GB to write to" in captured.out  # what and the free space
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "needs about" in err[0] and "is free" in err[0], err
+    assert not list((disk.path / "cache").glob("*.shard")) and not staged_files(disk.path / "cache" / ".staging")
 
 
 def test_a_held_cache_stops_a_second_run_and_leftovers_go_on_the_next(synthetic_clips, tmp_path, capsys):
@@ -442,6 +462,15 @@ def test_a_zip_without_audio_visual_speech_names_the_zips_needed(synthetic_clips
     link(synthetic_clips.paths[0], data / "Actor_01" / synthetic_clips.paths[0].name)  # beside a usable clip: listed
     index = build_index(data, progress=False)
     assert [(p.kind, p.path) for p in index.problems] == [("wrong_zip", "Audio_Speech_Actors_01-24.zip")]
+
+
+def test_smoke_mode_never_writes_into_the_drive_layout(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))  # as in a Colab runtime
+    scratch, drive = default_layout(smoke=True), default_layout()
+    assert scratch.root == COLAB_LOCAL_ROOT / "smoke" and not scratch.on_drive
+    assert drive.root == COLAB_DRIVE_ROOT and drive.on_drive
+    with pytest.raises(DataError, match="scratch root"):
+        demo.ensure_clips(drive)
 
 
 def test_changed_parameters_invalidate_the_cache(synthetic_clips, tmp_path):

@@ -295,7 +295,7 @@ def test_the_records_api_shapes_and_the_budget(zips, tmp_path, capsys):
         need = cache.estimated_bytes(download.CLIPS_PER_ACTOR, download.PreprocessConfig())
         with pytest.raises(cache.DiskSpaceError, match="needs about") as err:
             download._check_budget(layout, download.PreprocessConfig(),
-                                   [download.RemoteFile("big.zip", 1 << 60, "0", "")], verbose=True)
+                                   [download.RemoteFile("big.zip", 1 << 60, "0", "")])
         assert "\n" not in str(err.value)
         assert f"about {cache.gigabytes(need)} to write to {layout.preprocessed}" in capsys.readouterr().out
     finally:

@@ -71,7 +71,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fer_lib.config import ConfigError, PreprocessConfig, from_dict
-from fer_lib.data.index import PROBLEMS_CSV, REPORT_JSON, DataError, Problem
+from fer_lib.data.index import PROBLEMS_CSV, REPORT_JSON, DataError, DataIndex, Problem
 from fer_lib.data.ravdess import NAME_PATTERN, RavdessClip, RavdessNameError, parse_name
 from fer_lib.fileio import atomic_file, atomic_write_text, stale_temporaries
 
@@ -506,6 +506,20 @@ def recorded_problems(cache_dir: str | Path) -> list[Problem]:
     return problems
 
 
+def as_index(cache_dir: str | Path) -> DataIndex:
+    """What the cache holds as a DataIndex (its clips, the problems recorded when it was built), for the
+    integrity report when the raw clips are gone (downloaded clips are deleted once cached)."""
+    cache_dir = Path(cache_dir)
+    problems = recorded_problems(cache_dir)
+    try:
+        report = json.loads((cache_dir / REPORT_JSON).read_text())
+        problems += [Problem(**p) for p in report.get("problems", []) if p.get("stage") == "index"]
+        skipped = report.get("skipped_not_problems", {})
+    except (OSError, ValueError, TypeError):
+        skipped = {}
+    return DataIndex(root=cache_dir, clips=list_clips(cache_dir), problems=problems, skipped=skipped)
+
+
 # --------------------------------------------------------------------------------------------
 # The Drive budget
 # --------------------------------------------------------------------------------------------
@@ -531,11 +545,10 @@ def gigabytes(n: float) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
-def check_space(folder: str | Path, needed: int, what: str, verbose: bool = True) -> None:
+def check_space(folder: str | Path, needed: int, what: str) -> None:
     """Print what is about to be written to `folder` and the free space there; DiskSpaceError when it does not fit."""
     free = free_bytes(folder)
-    if verbose:
-        print(f"{what}: about {gigabytes(needed)} to write to {folder}; free there: {gigabytes(free)}")
+    print(f"{what}: about {gigabytes(needed)} to write to {folder}; free there: {gigabytes(free)}")
     if needed > free:
         raise DiskSpaceError(f"{what} needs about {gigabytes(needed)} in {folder} but only {gigabytes(free)} is "
                              "free: free some space there (or choose another folder), then run again")

@@ -266,8 +266,9 @@ def download(layout: DriveLayout, actors: Iterable[int] = ALL_ACTORS, source: st
              config: Optional[PreprocessConfig] = None, progress: bool = True, verbose: bool = True) -> dict:
     """Download, extract and preprocess RAVDESS actor by actor into `layout.preprocessed` (module docstring).
 
+    Prints what it will download and write, and the free space; `verbose`: also the report at the end.
     Returns the summary of `Preprocessor.finish` plus `downloaded` (actors this run) and
-    `already_cached` actors. Raises DownloadError, DataError (not enough space), MachineFault,
+    `already_cached_actors`. Raises DownloadError, DataError (not enough space), MachineFault,
     FolderInUseError (another run holds the cache) with one line each.
     """
     actors = sorted(set(actors))
@@ -280,12 +281,11 @@ def download(layout: DriveLayout, actors: Iterable[int] = ALL_ACTORS, source: st
         try:
             done = [a for a in actors if _cached_from(run, a, zips[a])]
             todo = [a for a in actors if a not in done]
-            if verbose:
-                print(f"actors already cached: {_actor_list(done)}; to download: {_actor_list(todo)} "
-                      f"({cache.gigabytes(sum(zips[a].size for a in todo))})")
+            print(f"actors already cached: {_actor_list(done)}; to download: {_actor_list(todo)} "
+                  f"({cache.gigabytes(sum(zips[a].size for a in todo))})")
             index = DataIndex(root=layout.local_ravdess, clips=cache.list_clips(layout.preprocessed, done) if done else [])
             if todo:
-                _check_budget(layout, config, [zips[a] for a in todo], verbose)
+                _check_budget(layout, config, [zips[a] for a in todo])
                 _remove_leftovers(layout.downloads)
                 run.bar.total = CLIPS_PER_ACTOR * len(todo)
                 _pipeline(layout, run, {a: zips[a] for a in todo}, index, keep_zips, stop, progress)
@@ -313,13 +313,13 @@ def _actor_list(actors: list[int]) -> str:
     return ", ".join(f"{a:02d}" for a in actors) or "none"
 
 
-def _check_budget(layout: DriveLayout, config: PreprocessConfig, remotes: list[RemoteFile], verbose: bool) -> None:
+def _check_budget(layout: DriveLayout, config: PreprocessConfig, remotes: list[RemoteFile]) -> None:
     """The cache on Drive and the downloads on the local disk must fit (printed, then checked)."""
     cache.check_space(layout.preprocessed, cache.estimated_bytes(CLIPS_PER_ACTOR * len(remotes), config),
-                      f"the preprocessing cache of {len(remotes)} actors", verbose)
+                      f"the preprocessing cache of {len(remotes)} actors")
     in_flight = sorted((r.size for r in remotes), reverse=True)[: DOWNLOADS + 1]
     cache.check_space(layout.downloads, int(sum(in_flight) * (1 + EXTRACTED_SHARE)),
-                      f"up to {len(in_flight)} zips and their clips at a time (deleted once cached)", verbose)
+                      f"up to {len(in_flight)} zips and their clips at a time (deleted once cached)")
 
 
 def _remove_leftovers(folder: Path) -> None:
@@ -389,7 +389,7 @@ def ensure_dataset(layout: DriveLayout, download_missing: bool = True, actors: I
     actors = sorted(set(actors))
     if any(p.suffix.lower() in (".mp4", ".zip") for p in layout.ravdess.rglob("*") if p.is_file()):
         return preprocess(layout.ravdess, layout.preprocessed, unpack_dir=layout.local_ravdess, workers=workers,
-                          device=device, staging_dir=layout.staging, progress=progress)
+                          device=device, staging_dir=layout.staging, progress=progress, verbose=False)
     if cache.is_cache(layout.preprocessed):
         cached = {c.actor for c in cache.list_clips(layout.preprocessed)}
         if cached >= set(actors):
@@ -398,7 +398,7 @@ def ensure_dataset(layout: DriveLayout, download_missing: bool = True, actors: I
     if not download_missing:
         raise DataError(f"no RAVDESS in {layout.ravdess} and the cache is incomplete: set DOWNLOAD = True to fetch it "
                         "from Zenodo, or put the Video_Speech_Actor_XX.zip files there")
-    return download(layout, actors, source, workers=workers, device=device, progress=progress)
+    return download(layout, actors, source, workers=workers, device=device, progress=progress, verbose=False)
 
 
 def inspect_example(layout: DriveLayout) -> ClipInspection:

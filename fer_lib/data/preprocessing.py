@@ -444,6 +444,10 @@ def preprocess(data_dir: str | Path, cache_dir: str | Path, config: Optional[Pre
     config = config or PreprocessConfig()
     index = build_index(data_dir, config, probe_media=False, unpack_dir=unpack_dir, progress=progress)
     with Preprocessor(cache_dir, config, workers, device, staging_dir, overwrite, progress, retry_problems) as run:
+        uncached = len({c.stem for c in index.clips} - cache.cached_stems(run.cache_dir))
+        if uncached:  # the Drive budget: printed, and checked before the first byte
+            cache.check_space(run.cache_dir, cache.estimated_bytes(uncached, config),
+                              f"the preprocessing cache of {uncached} clips")
         try:
             run.process(index.clips, index.root)
         except BaseException:  # Ctrl-C or a fault: report what was done, if the machine still lets us
