@@ -379,7 +379,7 @@ class Preprocessor:
 
         summary: cache_dir, manifest_hash, clips (found), cached (in the cache now), new (this run),
         resumed (staged by an earlier run), already_cached, problems, problem_kinds, skipped, seconds,
-        seconds_per_new_clip, interrupted, report, problems_csv.
+        seconds_per_new_clip, workers (processes started; 0: nothing to do), interrupted, report, problems_csv.
         """
         config = self.config
         new_problems = [Problem(r["path"], r["kind"], r["reason"], stage="preprocess")
@@ -413,7 +413,7 @@ class Preprocessor:
             "cached": len(stems), "new": len(new), "resumed": self.resumed, "already_cached": self.already,
             "problems": len(problems), "problem_kinds": problem_counts(problems), "skipped": dict(index.skipped),
             "seconds": round(seconds, 2), "seconds_per_new_clip": report["run"]["seconds_per_new_clip"],
-            "interrupted": interrupted, "report": str(json_path), "problems_csv": str(csv_path),
+            "workers": self._workers or 0, "interrupted": interrupted, "report": str(json_path), "problems_csv": str(csv_path),
         }
         if verbose:
             print(format_report(dataclasses.replace(index, problems=problems), cached=cached_counts))
