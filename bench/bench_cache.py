@@ -1,6 +1,6 @@
 """The compact cache (format 2: one shard per actor, JPEG crops, int16 audio) against format 1 (one raw .npz per clip).
 
-    python -m bench.bench_cache [--clips 24] [--batch_size 8] [--epochs 2]
+    python -m bench.bench_cache [--clips 24] [--batch_size 8] [--epochs 3]
 
 Clips: synthetic RAVDESS-format clips with a real face (the astronaut photograph of scikit-image,
 H.264 at 1280x720, `bench.bench_preprocess.make_clips`), each run once through
@@ -13,7 +13,7 @@ Figures:
 - psnr_db_mean / psnr_db_min: decoded crops against the raw crops, over all frames of all clips
   (target >= 38);
 - decode_cpu_ms_per_clip: CPU time of `cache.read_entry` of one clip, median (JPEG decode + int16 ->
-  float, one thread); format1_load_cpu_ms_per_clip: the same for np.load of one format-1 file; both
+  float, one torch thread as in a DataLoader worker); format1_load_cpu_ms_per_clip: the same for np.load of one format-1 file; both
   from local disk with a warm page cache. CPU time, not wall time, so that a shared machine's load
   does not count;
 - epoch_s / format1_epoch_s: an epoch of cached training, the best of `--epochs` (the two formats
@@ -52,7 +52,8 @@ def build_caches(paths: list[Path], work: Path) -> tuple[Path, Path, list[float]
     from fer_lib.data.faces import FaceTracker
     from fer_lib.data.preprocessing import TORCH_THREADS, process_clip
 
-    torch.set_num_threads(TORCH_THREADS)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)  # as a preprocessing worker
     config = PreprocessConfig()
     tracker = FaceTracker(config).warmup()
     shards, format1 = work / "format2", work / "format1"
@@ -68,15 +69,22 @@ def build_caches(paths: list[Path], work: Path) -> tuple[Path, Path, list[float]
         np.savez(format1 / f"{path.stem}.npz", **arrays)
     for actor, clips in members.items():
         cache.write_shard(shards, actor, clips, manifest["hash"])
+    torch.set_num_threads(previous)
     return shards, format1, psnrs
 
 
 def median_cpu_ms(read, items) -> float:
+    """Median CPU milliseconds of read(item), with one torch thread (as in a DataLoader worker)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
     times = []
     for item in items:
         start = time.process_time()
         read(item)
         times.append(time.process_time() - start)
+    torch.set_num_threads(previous)
     return 1000 * statistics.median(times)
 
 
@@ -122,7 +130,7 @@ def format1_dataset(folder: Path, clips):
     return Format1Dataset(folder, clips=clips)
 
 
-def run(n_clips: int = 24, batch_size: int = 8, epochs: int = 2, work_dir: Optional[str] = None) -> dict:
+def run(n_clips: int = 24, batch_size: int = 8, epochs: int = 3, work_dir: Optional[str] = None) -> dict:
     from bench.bench_preprocess import make_clips
     from fer_lib.data import cache
     from fer_lib.data.dataset import RavdessDataset
@@ -165,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_cache", description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args(argv)
     run(args.clips, args.batch_size, args.epochs)
 
