@@ -456,7 +456,7 @@ def test_a_zip_without_audio_visual_speech_names_the_zips_needed(synthetic_clips
         zf.writestr("Actor_01/03-01-01-01-01-01-01.wav", b"RIFF")
     assert main(["--data_dir", str(data), "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Audio_Speech_Actors_01-24.zip hold no audio-visual speech clip" in err[0], err
+    assert len(err) == 1 and "Audio_Speech_Actors_01-24.zip holds no audio-visual speech clip" in err[0], err
     assert "Video_Speech_Actor_01.zip ... Video_Speech_Actor_24.zip" in err[0]
 
     link(synthetic_clips.paths[0], data / "Actor_01" / synthetic_clips.paths[0].name)  # beside a usable clip: listed

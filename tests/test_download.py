@@ -300,3 +300,21 @@ def test_the_records_api_shapes_and_the_budget(zips, tmp_path, capsys):
         assert f"about {cache.gigabytes(need)} to write to {layout.preprocessed}" in capsys.readouterr().out
     finally:
         server.close()
+
+
+def test_notebook_data_step_downloads_only_what_is_missing(server, tmp_path):
+    """01_data_check's data step: an empty ravdess/ and an incomplete cache -> download; then nothing to do."""
+    layout = DriveLayout.at(tmp_path / "root").create()
+    with pytest.raises(cache.DataError, match="set DOWNLOAD = True") as err:
+        download.ensure_dataset(layout, download_missing=False, actors=[1], source=server.url)
+    assert "\n" not in str(err.value)
+
+    assert download.ensure_dataset(layout, actors=[1], source=server.url, workers=1, progress=False)["new"] == 1
+    before = len(server.log)
+    assert download.ensure_dataset(layout, actors=[1], source=server.url, progress=False) is None
+    assert len(server.log) == before  # a complete cache: not even the file list is asked for
+
+    index = cache.as_index(layout.preprocessed)
+    assert [c.stem for c in index.clips] == cached(layout.root) and index.counts()[1][0] == 1
+    sample = download.inspect_example(layout)  # the raw clip is gone: the cached one is shown
+    assert sample.crops.shape == (16, 3, 224, 224) and sample.detected.all() and sample.sample_rate == 16000

@@ -125,9 +125,9 @@ def read_manifest(cache_dir: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); rebuild the cache with --overwrite") from None
     if manifest.get("format") != FORMAT:
-        raise DataError(f"{cache_dir} is a cache of format {manifest.get('format')} (one .npz file per clip), which "
-                        f"this fer_lib does not read (format {FORMAT}: one shard per actor); {_build_hint(cache_dir)} "
-                        "rebuilds it in place")
+        what = "one .npz file per clip" if manifest.get("format") == 1 else "another fer_lib version's"
+        raise DataError(f"{cache_dir} is a cache of format {manifest.get('format')} ({what}), which this fer_lib "
+                        f"does not read (format {FORMAT}: one shard per actor); {_build_hint(cache_dir)} rebuilds it")
     return manifest
 
 
@@ -271,8 +271,8 @@ def encode_entry(arrays: dict, key: dict) -> bytes:
 def decode_entry(data: bytes) -> dict[str, np.ndarray]:
     """The bytes of a shard member -> the arrays of ENTRY_FIELDS (module docstring).
 
-    The crops are decoded by torchvision (libjpeg-turbo, straight to channels-first tensors: half the
-    CPU time of PIL's decode plus its copies, measured by bench/bench_cache.py's first runs)."""
+    The crops are decoded by torchvision's `decode_jpeg` (libjpeg-turbo), straight into channels-first
+    tensors, without the copies a PIL image takes to become a (T, 3, S, S) array."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 

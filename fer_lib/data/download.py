@@ -61,7 +61,7 @@ from tqdm.auto import tqdm
 from fer_lib import cli
 from fer_lib.config import PreprocessConfig
 from fer_lib.data import cache
-from fer_lib.data.index import SPEECH_ZIP, DataError, DataIndex, build_index, unpack_zip
+from fer_lib.data.index import SPEECH_ZIP, DataError, DataIndex, unpack_zip
 from fer_lib.data.preprocessing import ClipInspection, Preprocessor, inspect_cached, inspect_clip, preprocess
 from fer_lib.data.ravdess import NUM_ACTORS, parse_name
 from fer_lib.errors import FerError, MachineFault, environment_fault

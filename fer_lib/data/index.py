@@ -342,7 +342,8 @@ def _inside(path: Path, root: Path) -> bool:
 def _nothing_found(root: Path, n_files: int, skipped: dict, problems: list) -> str:
     wrong = [p.path for p in problems if p.kind == "wrong_zip"]
     if wrong:
-        return f"no usable RAVDESS clip in {root}: {', '.join(wrong)} hold no audio-visual speech clip; {SPEECH_ZIPS_HINT}"
+        verb = "holds" if len(wrong) == 1 else "hold"
+        return f"no usable RAVDESS clip in {root}: {', '.join(wrong)} {verb} no audio-visual speech clip; {SPEECH_ZIPS_HINT}"
     if skipped.get("video_only") and not problems:
         return (f"no usable RAVDESS clip in {root}: only {skipped['video_only']} video-only (02-...) files, which have "
                 f"no audio; the audio-visual clips are the 01-01-... files of Video_Speech_Actor_XX.zip")
