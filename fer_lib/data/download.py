@@ -12,8 +12,8 @@ Drive; from each only the 60 audio-visual speech clips (media type 01) are extra
 cache's shard for that actor (`cache/preprocessed` under `root`, on Drive), and the zip and its
 clips are deleted once the shard is written (unless `keep_zips`). The work is pipelined: up to
 `DOWNLOADS` zips download at once while the actors already downloaded are preprocessed, and at most
-`DOWNLOADS + 1` downloaded actors wait on local disk. Before any of it, the licence and the citation
-are printed, and the expected cache size and the free space of both disks (`fer_lib.data.cache.check_space`).
+`DOWNLOADS + 1` actors are on local disk at a time (downloading, or waiting to be preprocessed). Before
+any of it, the licence and the citation are printed, and the expected cache size and the free space of both disks (`fer_lib.data.cache.check_space`).
 
 The file list (names, sizes, md5 checksums, links) comes from the records API
 (`https://zenodo.org/api/records/1188976`); `--source` takes another records-API URL (a mirror, a
@@ -153,7 +153,7 @@ def _get(url: str, what: str, stream: bool = False, headers: Optional[dict] = No
         if attempt == RETRIES:
             break
         tqdm.write(f"{what}: {failure}; trying again in {BACKOFF_S * 2 ** attempt:g} s")
-        if (stop or threading.Event()).wait(BACKOFF_S * 2 ** attempt):
+        if (stop or threading.Event()).wait(BACKOFF_S * 2 ** attempt):  # sleeps, unless the run stops meanwhile
             break
     raise DownloadError(f"{what}: {failure} after {RETRIES + 1} attempts ({url}); check the connection and run "
                         "the same command again: finished files are kept and a partial one resumes")
