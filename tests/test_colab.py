@@ -220,7 +220,8 @@ def test_setup_cell_shows_gits_message_for_a_wrong_url(colab, tmp_path):
 def test_a_fixable_error_is_one_line_and_stops_run_all(run_all, colab):
     """A FerError (here: no such run) shows as its one line, not a traceback, and the cells after it do not run."""
     with pytest.raises(PapermillExecutionError):
-        colab.run("04_evaluation", {"RUN_NAME": "no_such_run"}, runtime="one_line")
+        smoke_root = colab.content("one_line") / "drive" / "MyDrive" / "fer" / "smoke"  # holds a cache, not this run
+        colab.run("04_evaluation", {"ROOT": str(smoke_root), "RUN_NAME": "no_such_run"}, runtime="one_line")
     cells = colab.code_cells("one_line")
     failed = next(i for i, cell in enumerate(cells) if any(out.output_type == "error" for out in cell.outputs))
     error = next(out for out in cells[failed].outputs if out.output_type == "error")
