@@ -10,7 +10,10 @@ preprocessed first into `--cache_dir` (default: `cache/preprocessed/` beside the
 layout) when they are not cached yet. The preset defaults to `lightweight` here and in `train()`.
 Everything goes to one run folder,
 `<save_dir>/<run_name>/` (layout in drive_layout.md, checkpoint files in fer_lib/training/checkpoint.py):
-config.json, split.json, checkpoints/last/, checkpoints/best/, metrics.csv, metrics.json, curves.png.
+config.json, split.json, checkpoints/last/, checkpoints/best/, metrics.csv, metrics.json, curves.png, and
+after training layer_weights.png (which encoder layers the best checkpoint's layer mixes use).
+config.json also holds the fingerprints of the pretrained weights loaded from their source
+(`fer_lib.models.fingerprint`); resuming against other weights stops unless `--allow_other_frozen_weights`.
 
 Where a run starts:
 - its folder already has `checkpoints/last`: it continues from there (the same command again resumes
@@ -52,7 +55,8 @@ from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_p
 from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, default_num_workers
 from fer_lib.data.splits import get_split
-from fer_lib.models import PRETRAINED_PARTS, build_model
+from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, layer_mix
+from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
 from fer_lib.training.checkpoint import CheckpointError
@@ -84,7 +88,8 @@ class TrainResult:
 def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
           model_config: Union[str, ModelConfig] = DEFAULT_PRESET, train_config: Optional[TrainConfig] = None, *,
           data_dir: Optional[Union[str, Path]] = None, run_name: Optional[str] = None, unfreeze: Iterable[str] = (),
-          embedding_dir: Optional[Union[str, Path]] = None, show_progress: bool = True) -> TrainResult:
+          embedding_dir: Optional[Union[str, Path]] = None, show_progress: bool = True,
+          allow_other_frozen_weights: bool = False) -> TrainResult:
     """Train (or resume) one run; see the module docstring.
 
     cache_dir: the preprocessing cache; data_dir: raw clips, preprocessed into `cache_dir` first when
@@ -92,7 +97,8 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     train_config: TrainConfig (its `resume_from` names a checkpoint folder to start from). unfreeze:
     parts ("audio_encoder", "visual_encoder", "backbone") to train although the preset freezes them.
     embedding_dir: where frozen-encoder features are cached (default: `embeddings/` beside the
-    preprocessing cache, i.e. `cache/embeddings/` in the Drive layout).
+    preprocessing cache, i.e. `cache/embeddings/` in the Drive layout). allow_other_frozen_weights:
+    resume although the pretrained weights loaded now differ from those the checkpoint was trained with.
     """
     model_cfg = get_preset(model_config) if isinstance(model_config, str) else copy.deepcopy(model_config)
     train_cfg = dataclasses.replace(train_config or TrainConfig())
@@ -125,6 +131,10 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     start = _starting_checkpoint(last, train_cfg.resume_from, model_cfg)
     set_seed(train_cfg.seed)
     model = build_model(model_cfg)
+    config[fingerprint.FIELD] = fingerprint.frozen_fingerprints(model)
+    if start is not None:
+        for line in fingerprint.check(model, start.config.get(fingerprint.FIELD), allow_other_frozen_weights):
+            say(f"warning: {line}")
     progress, state, origin = _load_start(model, config, start, resumed=last is not None)
     if accelerator.is_main_process:  # only now: a command refused above leaves no folder behind
         run_folder.write(run_dir, config, split_info)
@@ -167,6 +177,10 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
         progress = trainer.fit()
     finally:
         log.finish()
+    if accelerator.is_main_process:
+        best = checkpoint.load(run_dir / "checkpoints" / "best").weights
+        mixes = layer_mix.learned_weights(accelerator.unwrap_model(model), best)
+        save_png(layer_weights_figure(mixes, subtitle=f"{run_dir.name}, best checkpoint"), run_dir / "layer_weights.png")
 
     result = TrainResult(
         run_dir=run_dir, best_checkpoint=run_dir / "checkpoints" / "best", last_checkpoint=run_dir / "checkpoints" / "last",
@@ -291,7 +305,9 @@ def add_training_flags(parser: argparse.ArgumentParser, per_run: bool = True) ->
     train_flags.add_argument("--use_wandb", action="store_true", help="log to W&B (offline without WANDB_API_KEY)")
     train_flags.add_argument("--no_augment", action="store_true", help="no train-time augmentation")
     train_flags.add_argument("--no_embedding_cache", action="store_true",
-                             help="run frozen encoders every epoch (needed to augment their input)")
+                             help="run frozen encoders every epoch (needed to augment their raw input)")
+    train_flags.add_argument("--allow_other_frozen_weights", action="store_true",
+                             help="resume although the pretrained weights differ from those the checkpoint was trained with")
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -314,7 +330,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     model_cfg, train_cfg = configs_from_args(args)
     train(args.cache_dir, args.save_dir, model_cfg, train_cfg, data_dir=args.data_dir, run_name=args.run_name,
-          unfreeze=args.unfreeze, embedding_dir=args.embedding_dir)
+          unfreeze=args.unfreeze, embedding_dir=args.embedding_dir,
+          allow_other_frozen_weights=args.allow_other_frozen_weights)
     return 0
 
 

@@ -90,11 +90,11 @@ def test_component_shapes(model, tiny_cfg):
     mel, mask = model.audio.frontend(batch["audio"], batch["audio_lengths"])
     assert mel.shape == (BATCH, 301, 80) and mask.shape == (BATCH, 301)
     audio_features = model.audio.forward_features(batch["audio"], batch["audio_lengths"])
-    assert audio_features.shape == (BATCH, 38, TINY_AUDIO_ENCODER["hidden_size"])
+    assert audio_features.shape == (BATCH, 2, 38, TINY_AUDIO_ENCODER["hidden_size"])  # both layers of the tiny encoder
     assert model.audio.forward_head(audio_features, batch["audio_lengths"]).shape == (BATCH, 8, 64)
 
     visual_features = model.visual.forward_features(batch["frames"], batch["landmarks"])
-    assert visual_features.shape == (BATCH, 16, 68, TINY_VISUAL_ENCODER["hidden_size"])
+    assert visual_features.shape == (BATCH, 2, 16, 68, TINY_VISUAL_ENCODER["hidden_size"])
     assert model.visual.forward_head(visual_features).shape == (BATCH, 8, 64)
     assert model.classifier(torch.randn(BATCH, 8, 64)).shape == (BATCH, 8)
 
@@ -277,7 +277,7 @@ def test_siglip2_tower_cuts_patches_like_siglip(tiny_cfg):
 
     pixels = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(VisionTower(siglip2, 224)(pixels), VisionTower(siglip, 224)(pixels))
+        torch.testing.assert_close(VisionTower(siglip2, 224, [1, 2])(pixels), VisionTower(siglip, 224, [1, 2])(pixels))
 
 
 # ---- loading pretrained checkpoints ------------------------------------------------------------------
@@ -300,6 +300,7 @@ def checkpoints(tmp_path_factory):
     }
     for name, hf_model in models.items():
         hf_model.eval().save_pretrained(root / name)
+    ParakeetFeatureExtractor().save_pretrained(root / "parakeet")  # the hub repo's preprocessor_config.json
     return root, models
 
 
@@ -318,7 +319,8 @@ def test_loaded_parts_match_the_saved_models(tiny_cfg, checkpoints):
     assert model.audio.encoder.config.layerdrop == 0.0
     pixels, mel, tokens = torch.randn(2, 3, 224, 224), torch.randn(2, 301, 80), torch.randn(2, 16, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.visual.tower(pixels), hf["siglip"].vision_model(pixels).last_hidden_state)
+        torch.testing.assert_close(model.visual.tower.model(pixel_values=pixels).last_hidden_state,
+                                   hf["siglip"].vision_model(pixels).last_hidden_state)
         torch.testing.assert_close(
             model.audio.encoder(mel).last_hidden_state, hf["parakeet"].encoder(mel).last_hidden_state
         )
@@ -334,7 +336,7 @@ def test_checkpoint_round_trip_through_trainable_weights(tiny_cfg, checkpoints):
     trained = build_model(cfg).eval()
     saved = trained.trainable_state_dict()
     assert not any(k.startswith(("audio.encoder.", "visual.tower.")) for k in saved)  # re-made from the checkpoint
-    assert any(k.startswith("fusion.backbone.") for k in saved)  # pretrained but trained: saved
+    assert any(k.startswith("fusion.backbone.") for k in saved)  # pretrained but trained: its LoRA adapters saved
 
     torch.manual_seed(123)
     restored = build_model(cfg).eval()

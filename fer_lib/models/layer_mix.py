@@ -47,3 +47,10 @@ class LayerMix(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         weights = self.weights.to(states.dtype).view(1, -1, *([1] * (states.ndim - 2)))  # (1, K, 1, ...)
         return (states * weights).sum(dim=1)
+
+
+def learned_weights(model, weights: dict[str, torch.Tensor]) -> dict[str, tuple[list[int], list[float]]]:
+    """{branch: (encoder layers, mixing weights)} of an EmotionModel's layer mixes, read from saved `weights`
+    (a checkpoint's state dict) so that they are those of a chosen checkpoint, e.g. the best."""
+    return {branch: (mix.layers, weights[f"{branch}.layer_mix.logits"].float().softmax(dim=0).tolist())
+            for branch, mix in (("audio", model.audio.layer_mix), ("visual", model.visual.layer_mix))}
