@@ -1,6 +1,6 @@
 """Run every benchmark, save the figures with the machine they came from, and refresh the README.
 
-    python -m bench [--only preprocess step train models]
+    python -m bench [--only preprocess step train models gpu]     (gpu: on a GPU machine, `bash bench/gpu.sh`)
 
 writes bench/results.json (merged: a section measured on another machine, e.g. a GPU, is kept),
 bench/results.md, and the README's Performance section (between the bench markers).
@@ -20,12 +20,13 @@ from bench.report import render_markdown, update_readme
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
 SECTIONS = {"preprocess": "bench.bench_preprocess", "step": "bench.bench_step", "train": "bench.bench_train",
-            "models": "bench.bench_models"}
+            "models": "bench.bench_models", "gpu": "bench.bench_gpu"}
+CPU_SECTIONS = ("preprocess", "step", "train", "models")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", choices=tuple(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--only", nargs="+", choices=tuple(SECTIONS), default=list(CPU_SECTIONS))
     args = parser.parse_args(argv)
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -11,7 +11,7 @@ from fer_lib import notebook_tools
 
 PAIRS = notebook_tools.pairs()
 EXPECTED = ["00_setup_mount", "01_data_check", "02_model_smoke_test", "03_training", "04_evaluation",
-            "05_predict_your_video"]
+            "05_predict_your_video", "06_cross_validation"]
 
 
 def test_every_numbered_notebook_exists_as_a_pair():
@@ -68,6 +68,7 @@ LEAVES = {
     "03_training": ["runs/smoke/checkpoints/best", "runs/smoke/curves.png"],
     "04_evaluation": ["runs/smoke/eval"],
     "05_predict_your_video": ["predictions/long_clip/timeline.png"],
+    "06_cross_validation": ["cv/smoke/summary.json", "cv/smoke/results_readme.md", "cv/smoke/fold_0/layer_weights.png"],
 }
 
 
