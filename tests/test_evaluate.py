@@ -465,9 +465,9 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     from fer_lib import results
 
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    readme.write_text("# x\n<!-- results:start -->\nSTALE\n<!-- results:end -->\ntail\n")
     assert results.main(["--cv_dir", str(tmp_path / "nowhere"), "--readme", str(readme)]) == 0
-    assert "Not measured yet" in readme.read_text() and "old" not in readme.read_text()
+    assert "Not measured yet" in readme.read_text() and "STALE" not in readme.read_text()
     assert results.main(["--cv_dir", str(cv_dir), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert table in text and "6 folds of 4 consecutive actors" in text and text.endswith("<!-- results:end -->\ntail\n")
