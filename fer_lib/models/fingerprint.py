@@ -54,8 +54,10 @@ def check(model, saved: Optional[dict[str, str]], allow: bool = False) -> list[s
     """
     if saved is None:
         return []
-    current = frozen_fingerprints(model)
     sources = model.pretrained_sources()
+    # Every saved part that comes from a source now, frozen or not (a part thawed to fine-tune it starts
+    # from its source's weights too); call this before training changes them.
+    current = {part: weights_fingerprint(model.part_module(part)) for part in saved if part in sources}
     changed = [f"{part} ({sources.get(part, 'random init')}: fingerprint {saved[part][:12]} when trained, "
                f"{current.get(part, 'not loaded from a source')[:12]} now)"
                for part in sorted(saved) if current.get(part) != saved[part]]
