@@ -43,12 +43,11 @@ from fer_lib.results import results_markdown
 mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 model_config, train_config = get_recipe(RECIPE)
+source, local_cache = layout.preprocessed, layout.local_preprocessed  # read at full speed from the runtime's disk
 if SMOKE:  # the smallest input the 6-fold split accepts, and the tiny preset as the demo trains it
-    CV_NAME, FOLDS, clips = "smoke", [0], demo.ensure_fold_cache(layout)
+    CV_NAME, FOLDS, source, local_cache = "smoke", [0], demo.ensure_fold_cache(layout), layout.local / "cv_smoke"
     model_config, train_config = get_preset("tiny"), demo.smoke_train_config(epochs=1)
-else:
-    clips = layout.preprocessed
-cache.copy_to_local(clips, layout.local / "cache" / f"cv_{CV_NAME}")
+cache.copy_to_local(source, local_cache)
 print(f"recipe {RECIPE}: preset {model_config.preset}, {train_config.max_epochs} epochs at most, lr {train_config.lr}")
 
 # %% [markdown]
@@ -57,8 +56,7 @@ print(f"recipe {RECIPE}: preset {model_config.preset}, {train_config.max_epochs}
 # test evaluation in all three modality modes (from the same weights).
 
 # %%
-summary = cross_validate(layout.local / "cache" / f"cv_{CV_NAME}", layout.cv(CV_NAME), model_config, train_config,
-                         folds=FOLDS, ablation=True)
+summary = cross_validate(local_cache, layout.cv(CV_NAME), model_config, train_config, folds=FOLDS, ablation=True)
 
 # %% [markdown]
 # ## The results table
