@@ -44,7 +44,7 @@ def results_markdown(summary: Optional[dict]) -> str:
         return "\n".join([
             "**Not measured yet.** No RAVDESS result of fer_lib exists: nothing here has been trained on the real "
             "RAVDESS data so far. The figures of the original Vietnamese description were never measured and are "
-            "not ours. To measure, run the reference recipe over the 6 actor folds (below), then regenerate this "
+            "not ours. To measure, run the reference recipe over the 6 actor folds (\"The reference recipe\" above), then regenerate this "
             "section with `python -m fer_lib.results --cv_dir <root>/cv/<name>`.", "",
             "For comparison once measured, published figures with their folds (from other folds they are not "
             "directly comparable):", "", published, ""])

@@ -407,7 +407,7 @@ def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 LEARN_EPOCHS = 40
-LORA_EPOCHS = 40
+LORA_EPOCHS = 30  # measured: 0.9 first reached at epoch 24 (0.938), audio-only on the audio-signal clips
 LEARN_REPEATS = 2  # clips per class and actor
 
 
