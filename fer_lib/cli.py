@@ -15,7 +15,9 @@ Exit statuses (README, "Command line"):
     1    a bug: Python's traceback, unchanged, so that it can be reported
 
 Numeric flags are checked when they are parsed (`int_range`, `float_range`), so a wrong value stops
-the command at once with one line, before any work starts.
+the command at once with one line, before any work starts. Each such type keeps its bounds (`.low`,
+`.high`, `.low_open`, `.high_open`), so tests/test_faults.py finds every numeric flag of every command
+and tries values outside them.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def int_range(low: Optional[int] = None, high: Optional[int] = None) -> Callable
         return value
 
     parse.__name__ = "integer"
+    parse.low, parse.high, parse.low_open, parse.high_open = low, high, False, False
     return parse
 
 
@@ -112,6 +115,7 @@ def float_range(low: Optional[float] = None, high: Optional[float] = None, *, lo
         return value
 
     parse.__name__ = "number"
+    parse.low, parse.high, parse.low_open, parse.high_open = low, high, low_open, high_open
     return parse
 
 
@@ -128,3 +132,4 @@ def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
 POSITIVE_INT = int_range(1)
 NON_NEGATIVE_INT = int_range(0)
 POSITIVE_FLOAT = float_range(0, low_open=True)
+SEED = int_range(0, 2**32 - 1)  # numpy's legacy seeding (accelerate's set_seed) takes no more

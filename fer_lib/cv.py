@@ -50,12 +50,12 @@ import numpy as np
 from fer_lib import cli
 from fer_lib import modalities as modality_names
 from fer_lib.config import RECIPES, TrainConfig, get_recipe
-from fer_lib.data.splits import actor_ranges
+from fer_lib.data.splits import DEFAULT_FOLDS, actor_ranges
 from fer_lib.errors import FerError
 from fer_lib.metrics import METRIC_NAMES, SUMMARY_METRICS
 from fer_lib.predictions import Predictions, load_predictions
 from fer_lib.reports import ABLATION_ORDER, fmt, markdown_table, write_csv, write_json
-from fer_lib.fileio import atomic_write_text
+from fer_lib.fileio import atomic_write_text, check_writable
 
 FOLD_RESULT = "fold_result.json"
 
@@ -217,7 +217,7 @@ def cross_validate(cache_dir: Optional[str | Path], cv_dir: str | Path, model_co
     from fer_lib.train import train
     from fer_lib.training import checkpoint
 
-    cv_dir = Path(cv_dir).expanduser()
+    cv_dir = check_writable(cv_dir)  # before any work
     cache_dir = ensure_cache(data_dir, cache_dir)
     train_cfg = train_config or TrainConfig()
     splits = kfold_splits({c.actor for c in cache.list_clips(cache_dir)})
@@ -274,8 +274,8 @@ def _fold_list(text: str) -> list[int]:
         folds = [int(k) for k in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated fold numbers such as 0,1,2, got {text!r}") from None
-    if any(k < 0 for k in folds):
-        raise argparse.ArgumentTypeError(f"fold numbers are 0 or more, got {text!r}")
+    if any(not 0 <= k < DEFAULT_FOLDS for k in folds):
+        raise argparse.ArgumentTypeError(f"fold numbers lie in 0..{DEFAULT_FOLDS - 1}, got {text!r}")
     return folds
 
 

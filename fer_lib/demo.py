@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="demo_out", help="root folder, laid out as on Drive")
     parser.add_argument("--actors", type=cli.int_range(3, 24), default=8, help="synthetic actors (3-24, for an actor split)")
     parser.add_argument("--epochs", type=cli.POSITIVE_INT, default=40)
-    parser.add_argument("--seed", type=cli.NON_NEGATIVE_INT, default=42)
+    parser.add_argument("--seed", type=cli.SEED, default=42)
     parser.add_argument("--notebooks", action="store_true", help="also execute notebooks 00-05 headless")
     args = parser.parse_args(argv)
 

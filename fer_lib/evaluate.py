@@ -39,8 +39,10 @@ a 3 s window, and the cache holds one window per clip. This option opens each ra
 Its report goes to a `windows/` folder beside each single-window one, and `windows.md` puts both
 side by side: the single-window figures stay the headline, the windowed ones are reported beside them.
 
-Bad input ends the command with one line on stderr and exit code 2: a missing checkpoint, a missing
-or foreign cache, an unknown modality or split, no cached clip of the requested actors.
+Bad input ends the command with one line on stderr and exit code 2, before any work: a missing or
+damaged checkpoint, a missing or foreign cache, an unknown modality or split, no cached clip of the
+requested actors, a device this machine does not have (`--device cuda:7`), an output folder that
+cannot be written or whose disk is full.
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fer_lib import cli
+from fer_lib import cli, devices
 from fer_lib import modalities as modality_names
 from fer_lib.data import cache
 from fer_lib.data.splits import Split
 from fer_lib.errors import FerError
-from fer_lib.fileio import atomic_write_text
+from fer_lib.fileio import atomic_write_text, check_writable
 from fer_lib.predictions import Predictions
 from fer_lib.reports import ABLATION_ORDER, ablation_table, fmt, markdown_table, new_dir, report_from_predictions
 
@@ -151,7 +153,9 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
         raise EvaluationError(f"unknown split {split!r}: use test, val or all")
     if clip_windows and data_dir is None:
         raise EvaluationError("--clip_windows opens the raw clips again: give --data_dir (the raw RAVDESS clips)")
+    device = devices.resolve(device)
     ckpt_dir = checkpoints.resolve(checkpoint)
+    out_root = check_writable(Path(out) if out else checkpoints.run_dir_of(ckpt_dir) / "eval")
     cache_dir = ensure_cache(data_dir, cache_dir)  # before the (slow) model load: bad input fails fast
     manifest = cache.read_manifest(cache_dir)
     trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
@@ -170,7 +174,6 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
     subtitle = split_actors.describe_part(split)
     predictions = predict_modes(trained.model, make_loader(dataset, batch_size, num_workers), modes, progress=progress)
 
-    out_root = Path(out).expanduser() if out else checkpoints.run_dir_of(ckpt_dir) / "eval"
     folder = new_dir(out_root, f"{ckpt_dir.name}-{split}-{'ablation' if ablation else modalities}")
     results = {}
     for flag in modes:

@@ -6,12 +6,19 @@
 
 The data goes to a hidden temporary file in the same folder (`.<name>.<pid>.tmp`), which replaces
 `path` in one rename once it is complete and closed. A failure (a full disk, an exception in the
-`with` block) deletes the temporary file and leaves `path` as it was. A process killed mid-write
-leaves only its temporary file behind; `stale_temporaries` finds those for clean-up.
+`with` block) deletes the temporary file and leaves `path` as it was; an OSError that names no file
+(a full disk reports none) is raised again naming `path`, so the command's one line says where. A
+process killed mid-write leaves only its temporary file behind; `stale_temporaries` finds those for
+clean-up.
+
+`check_writable(folder)` is asked before long work whose results go to `folder` (an evaluation, a
+prediction): a folder that cannot be created or written, or a full disk, stops the command at once
+rather than after the work.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +42,10 @@ def atomic_file(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator[I
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -49,6 +60,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_file(path, "wb") as handle:
         handle.write(data)
     return Path(path)
+
+
+MIN_FREE_BYTES = 1 << 20  # a result folder's JSON, CSV and PNG files take a few hundred kB
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Raise an OSError naming the path unless files can be written into `folder` (created later if missing):
+    its nearest existing ancestor must be a writable folder on a file system with MIN_FREE_BYTES free.
+    Creates nothing; returns `folder` (user-expanded)."""
+    folder = Path(folder).expanduser()
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a folder, so nothing can be written inside it", str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Cannot write here (permission denied or a read-only file system)",
+                              str(existing))
+    stats = os.statvfs(existing)
+    if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, "No space left on device", str(existing))
+    return folder
 
 
 def stale_temporaries(folder: str | Path) -> list[Path]:

@@ -31,6 +31,7 @@ from fer_lib.fileio import atomic_write_text
 LOCK_NAME = ".fer.lock"
 HOLDER_NAME = ".fer.lock.json"
 LEASE_SECONDS = 120.0
+HOLDER_WAIT_SECONDS = 5.0  # a holder writes who it is milliseconds after taking the lease (more on a busy machine)
 
 
 class FolderInUseError(FerError):
@@ -46,8 +47,8 @@ def exclusive(folder: str | Path, purpose: str) -> Iterator[Path]:
     try:
         lease.acquire(timeout=0)
     except Timeout:
-        raise FolderInUseError(f"{folder} is in use by {holder(folder)}; wait until it finishes (or stop it), "
-                               "then run the command again") from None
+        raise FolderInUseError(f"{folder} is in use by {holder(folder, wait=HOLDER_WAIT_SECONDS)}; wait until it "
+                               "finishes (or stop it), then run the command again") from None
     try:
         atomic_write_text(folder / HOLDER_NAME, json.dumps({
             "purpose": purpose, "pid": os.getpid(), "host": socket.gethostname(),
@@ -58,13 +59,21 @@ def exclusive(folder: str | Path, purpose: str) -> Iterator[Path]:
         lease.release()
 
 
-def holder(folder: str | Path) -> str:
-    """'training (pid 123 on host vm, since 2026-12-03 10:00:00)', or what the lease file says."""
-    try:
-        info = json.loads((Path(folder) / HOLDER_NAME).read_text())
-        return f"{info['purpose']} (pid {info['pid']} on host {info['host']}, since {info['since']})"
-    except (OSError, ValueError, KeyError):
-        pass
+def holder(folder: str | Path, wait: float = 0.0) -> str:
+    """'training (pid 123 on host vm, since 2026-12-03 10:00:00)', or what the lease file says.
+
+    `wait`: seconds to give a holder that took the lease a moment ago to write who it is (the lease
+    file and HOLDER_NAME are written just after the lease is taken: two processes started together
+    would otherwise see neither)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            info = json.loads((Path(folder) / HOLDER_NAME).read_text())
+            return f"{info['purpose']} (pid {info['pid']} on host {info['host']}, since {info['since']})"
+        except (OSError, ValueError, KeyError):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
     try:
         fields = dict(line.split("=", 1) for line in (Path(folder) / LOCK_NAME).read_text().splitlines() if "=" in line)
         return f"another process (pid {fields.get('pid', '?')} on host {fields.get('host', '?')})"

@@ -38,10 +38,11 @@ from typing import Optional
 
 import numpy as np
 
-from fer_lib import EMOTIONS, cli
+from fer_lib import EMOTIONS, cli, devices
 from fer_lib import modalities as modality_names
 from fer_lib.data.media import MediaStreams, VideoWindows, Window, open_media
 from fer_lib.errors import FerError
+from fer_lib.fileio import check_writable
 from fer_lib.predictions import PROB_FIELDS
 from fer_lib.reports import new_dir, write_csv, write_json
 
@@ -151,7 +152,9 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     """Per-window emotion probabilities of `video` and its overall label (module docstring).
 
     Returns the content of prediction.json plus "out_dir" and "window_rows" (the rows of windows.csv).
-    Raises a FerError (one line) for a missing file or checkpoint, or nothing usable to predict from.
+    Raises a FerError (one line) for a missing file or checkpoint, a device this machine lacks, or nothing
+    usable to predict from; an OSError naming the path, before any work, for an output folder that cannot
+    be written or whose disk is full.
     """
     from fer_lib.training import checkpoint as checkpoints
 
@@ -160,7 +163,10 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     video = Path(video).expanduser()
     if not video.is_file():
         raise PredictionError(f"video not found: {video}")
-    trained = checkpoints.load_model(checkpoints.resolve(checkpoint), device, allow_other_frozen_weights)
+    device = devices.resolve(device)
+    ckpt_dir = checkpoints.resolve(checkpoint)
+    out_root = check_writable(Path(out) if out else default_out_dir(ckpt_dir, video))
+    trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
     inp = trained.config.input
     seconds = inp.num_samples / inp.sample_rate
     hop = seconds / 2 if hop is None else float(hop)
@@ -183,7 +189,7 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
              "emotion": EMOTIONS[int(p.argmax())], **{f: float(v) for f, v in zip(PROB_FIELDS, p)}}
             for w, p in zip(done, probs)]
 
-    folder = new_dir(Path(out).expanduser() if out else default_out_dir(trained.path, video), video.stem)
+    folder = new_dir(out_root, video.stem)
     write_csv(folder / "windows.csv", WINDOW_FIELDS, [[r[k] for k in WINDOW_FIELDS] for r in rows])
     files = {"windows": "windows.csv", **_figures(folder, video, done, probs, mode, label, mean, seconds, hop)}
     result = {

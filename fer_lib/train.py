@@ -24,15 +24,27 @@ Where a run starts:
   another lr): it starts from those weights with a fresh optimizer and schedule, from epoch 0;
 - else from scratch.
 A changed config gets a new default folder name, so earlier results are never overwritten; an
-explicit `--run_name` whose folder holds another config is refused.
+explicit `--run_name` whose folder holds another config is refused with the differences and the two
+ways forward (a new run name derived from this one and the change, e.g. `lightweight-lr5e-4`, or
+starting over once the old folder is deleted or renamed).
+
+A changed `--max_epochs` is not another run: training goes on in the same folder (to train further,
+or to stop sooner), and the learning-rate schedule is rebuilt for the new length, from the step the
+run has reached; the run says so when it resumes. The curve then differs from that of a run started
+with either length (metrics.csv's `lr` column shows it); for a clean schedule, start a new run from
+this one's weights with `--resume_from RUN/checkpoints/best` (a fresh optimizer and schedule).
+
+One process trains into a run folder at a time: a second one stops at once with one line naming the
+holder (`fer_lib.locking`; the lease of a holder that crashed or lost its runtime is taken over).
 
 Several GPUs: the same command under `torchrun --nproc_per_node N -m fer_lib.train ...` or
 `accelerate launch --num_processes N -m fer_lib.train ...` runs DDP; `--batch_size` is per process.
 Process 0 writes all files.
 
 Bad input (a config value, a missing cache, a cache built for other model inputs, a checkpoint of
-another preset or architecture, a run folder of another config) ends with one line on stderr and
-exit code 2 (`fer_lib.cli`).
+another preset or architecture, a run folder of another config or with a damaged config.json,
+split.json or metrics.json, a run folder in use) ends with one line on stderr and exit code 2
+(`fer_lib.cli`), before the run folder is written.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import argparse
 import copy
 import dataclasses
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -54,7 +67,7 @@ from fer_lib import modalities as modality_names
 from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_preset
 from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, default_num_workers
-from fer_lib.data.splits import get_split
+from fer_lib.data.splits import DEFAULT_FOLDS, get_split
 from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, layer_mix
 from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
@@ -97,7 +110,9 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     train_config: TrainConfig (its `resume_from` names a checkpoint folder to start from). unfreeze:
     parts ("audio_encoder", "visual_encoder", "backbone") to train although the preset freezes them.
     embedding_dir: where frozen-encoder features are cached (default: `embeddings/` beside the
-    preprocessing cache, i.e. `cache/embeddings/` in the Drive layout). allow_other_frozen_weights:
+    preprocessing cache, i.e. `cache/embeddings/` in the Drive layout). run_name: the run folder's name
+    (default: from the config). The run folder is held from the start to the end of the call
+    (FolderInUseError when another live process trains into it). allow_other_frozen_weights:
     resume although the pretrained weights loaded now differ from those the checkpoint was trained with.
     """
     model_cfg = get_preset(model_config) if isinstance(model_config, str) else copy.deepcopy(model_config)
@@ -109,6 +124,8 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
         setattr(getattr(model_cfg, section), field, False)
     model_cfg.validate()
     train_cfg.validate()
+    config = run_folder.resolved_config(model_cfg, train_cfg)
+    run_dir = run_folder.path(save_dir, run_name, config)
 
     accelerator = Accelerator(
         mixed_precision=_precision(), cpu=not torch.cuda.is_available(),
@@ -116,6 +133,14 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
         # an unused modality), and DDP must be told to expect them.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
+    # Process 0 holds the run folder until the run ends: a second trainer into it stops at once.
+    with run_folder.hold(run_dir) if accelerator.is_main_process else nullcontext():
+        return _train(accelerator, run_dir, config, model_cfg, train_cfg, cache_dir, data_dir, embedding_dir,
+                      show_progress, allow_other_frozen_weights)
+
+
+def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: ModelConfig, train_cfg: TrainConfig,
+           cache_dir, data_dir, embedding_dir, show_progress: bool, allow_other_frozen_weights: bool) -> TrainResult:
     say = accelerator.print
     with accelerator.main_process_first():
         cache_dir = ensure_cache(data_dir, cache_dir)
@@ -123,8 +148,6 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     clips = cache.list_clips(cache_dir)
     split = get_split(train_cfg.fold, {clip.actor for clip in clips})
     split_info = {**split.as_dict(), "fold": train_cfg.fold, "manifest_hash": cache.manifest_hash(cache_dir)}
-    config = run_folder.resolved_config(model_cfg, train_cfg)
-    run_dir = Path(save_dir).expanduser() / (run_name or run_folder.default_run_name(config))
     run_folder.check(run_dir, config, split_info)
     with accelerator.main_process_first():  # process 0 repairs an interrupted checkpoint swap first
         last = checkpoint.find(run_dir)
@@ -136,7 +159,8 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
         for line in fingerprint.check(model, start.config.get(fingerprint.FIELD), allow_other_frozen_weights):
             say(f"warning: {line}")
     progress, state, origin = _load_start(model, config, start, resumed=last is not None)
-    if accelerator.is_main_process:  # only now: a command refused above leaves no folder behind
+    log = MetricsLog(run_dir, epochs_done=progress.epoch)
+    if accelerator.is_main_process:  # only now: a command refused above has written nothing
         run_folder.write(run_dir, config, split_info)
     say(f"run folder: {run_dir}\n{split.describe()}\n"
         f"device: {accelerator.device} x {accelerator.num_processes}, precision {accelerator.mixed_precision}")
@@ -164,7 +188,6 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
 
     optimizer = build_optimizer(model, train_cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
-    log = MetricsLog(run_dir, epochs_done=progress.epoch)
     trainer = Trainer(model=model, optimizer=optimizer, accelerator=accelerator,
                       train_items=items(split.train, train_cfg.augment), val_items=items(split.val, False),
                       train_cfg=train_cfg, config=config, split=split_info, run_dir=run_dir, log=log,
@@ -220,8 +243,10 @@ def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
     if resumed or run_folder.identity(ckpt.config) == run_folder.identity(config):
         model.load_trainable_state_dict(ckpt.weights)
         progress = Progress(**ckpt.progress)
+        length_change = _length_change(ckpt.config["train"]["max_epochs"], config["train"]["max_epochs"], progress)
         return progress, ckpt.state, (f"resuming {ckpt.path} at epoch {progress.epoch + 1}, step {progress.step}"
-                                      + (f" (batch {progress.batches_done} of the epoch)" if progress.batches_done else ""))
+                                      + (f" (batch {progress.batches_done} of the epoch)" if progress.batches_done else "")
+                                      + length_change)
     # Another config (e.g. a part thawed for fine-tuning): the saved weights were those trainable
     # under the saved freeze flags, so load them under those flags, then apply this run's.
     for saved in (True, False):
@@ -231,6 +256,18 @@ def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
         if saved:
             model.load_trainable_state_dict(ckpt.weights)
     return Progress(), None, f"starting from the weights of {ckpt.path} (fresh optimizer and schedule)"
+
+
+def _length_change(saved: int, wanted: int, progress: Progress) -> str:
+    """What a changed max_epochs does to a resumed run (module docstring); "" when it is unchanged."""
+    if saved == wanted:
+        return ""
+    if progress.epoch >= wanted:
+        return (f"\nmax_epochs {saved} -> {wanted}: the run has trained {progress.epoch} epochs already, "
+                "so there is nothing more to train")
+    return (f"\nmax_epochs {saved} -> {wanted}: the learning-rate schedule is rebuilt for {wanted} epochs (warmup, "
+            f"then cosine decay to 0 at the end of epoch {wanted}); from step {progress.step} on, the learning rate "
+            "follows it, so it differs from a run started with either length")
 
 
 def _report(result: TrainResult) -> str:
@@ -264,7 +301,7 @@ def stage3_config(stage2: TrainConfig, best_checkpoint: Union[str, Path], max_ep
 # Checked at parse time: a wrong value stops the command before anything starts.
 TRAINING_FLAG_TYPES = {
     "batch_size": cli.POSITIVE_INT, "grad_accum_steps": cli.POSITIVE_INT, "max_epochs": cli.POSITIVE_INT,
-    "early_stopping_patience": cli.POSITIVE_INT, "seed": cli.NON_NEGATIVE_INT,
+    "early_stopping_patience": cli.POSITIVE_INT, "seed": cli.SEED,
     "checkpoint_every_steps": cli.NON_NEGATIVE_INT, "num_workers": cli.NON_NEGATIVE_INT,
     "lr": cli.POSITIVE_FLOAT, "backbone_lr": cli.POSITIVE_FLOAT, "weight_decay": cli.float_range(0),
     "warmup_ratio": cli.float_range(0, 1, high_open=True), "max_grad_norm": cli.POSITIVE_FLOAT,
@@ -301,7 +338,8 @@ def add_training_flags(parser: argparse.ArgumentParser, per_run: bool = True) ->
     train_flags.add_argument("--early_stopping_metric", choices=("macro_f1", "uar"), default=defaults.early_stopping_metric)
     train_flags.add_argument("--modalities", choices=tuple(modality_names.FLAGS), default=defaults.modalities)
     if per_run:
-        train_flags.add_argument("--fold", type=cli.NON_NEGATIVE_INT, help="actor fold (default: the fixed actor split)")
+        train_flags.add_argument("--fold", type=cli.int_range(0, DEFAULT_FOLDS - 1),
+                                 help="actor fold (default: the fixed actor split)")
     train_flags.add_argument("--use_wandb", action="store_true", help="log to W&B (offline without WANDB_API_KEY)")
     train_flags.add_argument("--no_augment", action="store_true", help="no train-time augmentation")
     train_flags.add_argument("--no_embedding_cache", action="store_true",

@@ -1,10 +1,11 @@
 """RAVDESS-format synthetic clips with a real face, for tests, CI and the local demo.
 
     python -m fer_lib.data.synthetic --out DIR [--actors N] [--signal av|a|v] [--repeats K] [--seed S]
+                                     [--workers W] [--overwrite]
 
 writes `DIR/Actor_AA/01-01-EE-II-SS-RR-AA.mp4` exactly as the real download unpacks: H.264 video at
 30 fps and 1280x720 showing the face of `skimage.data.astronaut()` (MTCNN finds it), and AAC audio
-at 48 kHz stereo.
+at 48 kHz stereo. Clips already in DIR are never written over without `--overwrite`.
 
 Each emotion class carries a learnable cue, so that training on these clips proves the pipeline
 learns (and learns from the right modality):
@@ -39,6 +40,7 @@ from tqdm.auto import tqdm
 
 from fer_lib import EMOTIONS, cli
 from fer_lib.config import ConfigError
+from fer_lib.fileio import check_writable
 
 WIDTH, HEIGHT, FPS, AUDIO_RATE = 1280, 720, 30, 48000
 SIGNALS = ("av", "a", "v")
@@ -234,21 +236,28 @@ def _worker_renderer() -> FaceRenderer:
 
 
 def generate_dataset(out: str | Path, actors: int = 2, signal: str = "av", repeats: int = 1, seed: int = 0,
-                     first_actor: int = 1, workers: int | None = None) -> list[Path]:
+                     first_actor: int = 1, workers: int | None = None, overwrite: bool = False) -> list[Path]:
     """Write `repeats` clips per emotion for each actor; returns the paths written.
 
     `repeats` is at most 4 (neutral has 4 distinct names per actor in RAVDESS, the others 8).
     Every clip's content is drawn from `seed` up front, so `workers` (default: one per core) changes
-    the speed, never the files.
+    the speed, never the files. Clips that already exist under `out` are never written over unless
+    `overwrite=True`: ConfigError, before anything is written (so are an `out` that is a file, or on a
+    full disk: an OSError naming the path).
     """
     if not 1 <= repeats <= 4:
         raise ConfigError(f"repeats must be between 1 and 4, got {repeats}")
     if not 1 <= first_actor <= first_actor + actors - 1 <= 24:
         raise ConfigError(f"actors must lie in 1..24, got {first_actor}..{first_actor + actors - 1}")
+    out = check_writable(out)
     rng = np.random.default_rng(seed)
-    jobs = [(Path(out) / f"Actor_{actor:02d}" / clip_name(label, actor, take), draw_spec(label, actor, signal, rng))
+    jobs = [(out / f"Actor_{actor:02d}" / clip_name(label, actor, take), draw_spec(label, actor, signal, rng))
             for actor in range(first_actor, first_actor + actors)
             for label in range(len(EMOTIONS)) for take in range(repeats)]
+    existing = [path for path, _ in jobs if path.exists()]
+    if existing and not overwrite:
+        raise ConfigError(f"{len(existing)} of the {len(jobs)} clips already exist in {out} (e.g. "
+                          f"{existing[0].relative_to(out)}); choose another --out, or pass --overwrite to replace them")
     workers = min(len(jobs), workers or os.cpu_count() or 1)
     progress = dict(total=len(jobs), desc="synthetic clips", unit="clip")
     if workers <= 1:
@@ -267,9 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=cli.int_range(1, 24), default=2, help="number of actors (1-24)")
     parser.add_argument("--signal", choices=SIGNALS, default="av", help="which modality carries the label")
     parser.add_argument("--repeats", type=cli.int_range(1, 4), default=1, help="clips per emotion per actor (1-4)")
-    parser.add_argument("--seed", type=cli.NON_NEGATIVE_INT, default=0)
+    parser.add_argument("--seed", type=cli.SEED, default=0)
+    parser.add_argument("--workers", type=cli.POSITIVE_INT, default=None,
+                        help="parallel processes (default: one per core)")
+    parser.add_argument("--overwrite", action="store_true", help="replace clips that already exist in --out")
     args = parser.parse_args(argv)
-    paths = generate_dataset(args.out, args.actors, args.signal, args.repeats, args.seed)
+    paths = generate_dataset(args.out, args.actors, args.signal, args.repeats, args.seed, workers=args.workers,
+                             overwrite=args.overwrite)
     print(f"wrote {len(paths)} clips under {Path(args.out).resolve()}")
     return 0
 

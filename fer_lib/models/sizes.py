@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fer_lib import cli
-from fer_lib.config import PRESETS, ModelConfig, get_preset
+from fer_lib.config import PRESETS, ConfigError, ModelConfig, get_preset
 from fer_lib.models.model import EmotionModel, build_model
 
 # Component -> parameter-name prefix. The first match wins, so each encoder precedes its branch's head.
@@ -67,9 +67,12 @@ def estimate_training_memory(
                  2022, without recomputation); a Conformer block counts as 1.5 layers; each token an
                  attention pool reads keeps about four tensors.
     Not included: the CUDA context and allocator slack (about 1 GB in practice) and the batch itself.
+    A batch_size below 1 or an unknown precision is a ConfigError.
     """
     if precision not in ACTIVATION_BYTES:
-        raise ValueError(f"precision must be one of {tuple(ACTIVATION_BYTES)}, got {precision!r}")
+        raise ConfigError(f"precision must be one of {tuple(ACTIVATION_BYTES)}, got {precision!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     model = model_or_cfg if isinstance(model_or_cfg, EmotionModel) else build_for_sizing(model_or_cfg)
     counts = parameter_table(model)["total"]
     sizes = {

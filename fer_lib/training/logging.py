@@ -22,6 +22,7 @@ from fer_lib import show
 from fer_lib.colab import colab_secret
 from fer_lib.fileio import atomic_file, atomic_write_text
 from fer_lib.plots import save_png
+from fer_lib.training import run_folder
 
 COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_uar", "val_macro_f1", "lr",
            "epoch_time_s")
@@ -30,8 +31,9 @@ COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "v
 class MetricsLog:
     def __init__(self, run_dir: str | Path, epochs_done: int = 0):
         self.run_dir = Path(run_dir)
-        path = self.run_dir / "metrics.json"
-        rows = json.loads(path.read_text()) if path.is_file() else []
+        rows = run_folder.read_json(self.run_dir / "metrics.json",
+                                    "metrics.csv holds the same rows: restore metrics.json, or move both away "
+                                    "to continue without the earlier epochs' rows") or []
         self.rows: list[dict] = [row for row in rows if row["epoch"] <= epochs_done]
         self.wandb = None
         self.live_curves = None  # a notebook display handle, updated in place every epoch

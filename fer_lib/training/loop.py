@@ -42,7 +42,7 @@ from fer_lib.metrics import classification_metrics
 from fer_lib.training import checkpoint
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
-from fer_lib.training.optim import build_scheduler
+from fer_lib.training.optim import build_scheduler, restore_schedule
 from fer_lib.training.sampler import EpochBatches
 
 
@@ -192,7 +192,7 @@ class Trainer:
     def restore(self, state: dict) -> None:
         """Optimizer, scheduler, scaler and this process's RNG state from a checkpoint's training_state."""
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        restore_schedule(self.scheduler, state["scheduler"])  # this run's length (max_epochs may have changed)
         if self.accelerator.scaler is not None and state["scaler"] is not None:
             self.accelerator.scaler.load_state_dict(state["scaler"])
         rngs = state["rng"]

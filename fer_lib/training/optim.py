@@ -9,7 +9,9 @@ Parameter groups:
 Biases and normalisation weights (1-D tensors) get no weight decay, as is usual for transformers.
 
 The schedule is transformers' linear warmup over `warmup_ratio` of all optimizer steps, then cosine
-decay to zero at the last step of `max_epochs` (early stopping may end the run before that).
+decay to zero at the last step of `max_epochs` (early stopping may end the run before that). A
+resumed run whose `max_epochs` changed continues on the schedule built for the new length, from the
+step it had reached (`restore_schedule`).
 """
 
 from __future__ import annotations
@@ -43,3 +45,16 @@ def build_optimizer(model: EmotionModel, cfg: TrainConfig) -> torch.optim.AdamW:
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.max_epochs * steps_per_epoch
     return get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), total)
+
+
+def restore_schedule(scheduler, state: dict) -> None:
+    """Load a saved schedule position (`scheduler.state_dict()`) into `scheduler`, built for this run's length.
+
+    The saved state holds the step, not the schedule's shape, but the optimizer's restored learning
+    rates are those of the saved schedule; they are set here from this schedule at that step, so the
+    next step already follows it. With an unchanged length they are the saved values, bit for bit.
+    """
+    scheduler.load_state_dict(state)
+    rates = [base * rate(scheduler.last_epoch) for base, rate in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, rates):
+        group["lr"] = lr

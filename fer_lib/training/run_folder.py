@@ -1,35 +1,57 @@
-"""Run folders: one per training run, named by what defines the run, never taken over by another run.
+"""Run folders: one per training run, named by what defines the run, held by one process at a time,
+never taken over by another run.
 
 `runs/<name>/` holds config.json ({"model": ..., "train": ...}) and split.json (actors of each part,
 fold, preprocessing manifest hash) from the first moment, then checkpoints and metrics.
 
 The default name is `<preset>_<modalities>_<fixed|foldK>_seed<S>_<hash>`, the hash covering the
 run's identity (below) and the checkpoint it started from. So the same command names the same
-folder (and continues it), and a changed hyper-parameter names a new one.
+folder (and continues it), and a changed hyper-parameter names a new one. A name given by the
+person (`--run_name`, the notebooks' RUN_NAME) is a folder name: not empty, no path separators.
 
 Identity: the model config and the training config except the fields that only steer a run without
-changing what it computes (RUN_CONTROL: e.g. a larger `max_epochs` to train further, more loader
-workers, W&B on or off). A folder whose config.json has another identity, or whose split.json names
-other actors or another preprocessing cache, is refused with a one-line RunConflictError that
-lists the differences: earlier results are never mixed with or overwritten by another run's.
+changing what it computes (RUN_CONTROL: e.g. more loader workers, W&B on or off, a larger
+`max_epochs` to train further: train.py rebuilds the learning-rate schedule for the new length and
+says so). A folder whose config.json has another identity, or whose split.json names other actors or
+another preprocessing cache, is refused with a one-line RunConflictError that lists the differences
+and the two ways forward: a new run name derived from this one and the change (`lightweight` with
+lr 5e-4 -> `lightweight-lr5e-4`), or starting over under this name once the old folder is deleted or
+renamed by the person. Earlier results are never mixed with or overwritten by another run's.
+
+One process at a time: `hold(run_dir)` holds the folder while a process trains into it
+(`fer_lib.locking`); a second trainer stops at once with one line naming the holder, and the lease of
+a holder that died (a crash, a Colab disconnect) is taken over. Folders that `hold` had to create are
+removed again when the run leaves them empty (a command refused before its first write leaves nothing).
+
+A run folder's JSON files that cannot be read (truncated, not JSON) are a one-line RunFolderError
+saying what to do, never a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Optional
 
+from fer_lib import locking
 from fer_lib.config import ModelConfig, TrainConfig, to_dict
-from fer_lib.errors import FerError
+from fer_lib.errors import FerError, one_line
 from fer_lib.fileio import atomic_write_text
 
 RUN_CONTROL = ("max_epochs", "early_stopping_patience", "num_workers", "use_wandb", "wandb_project",
                "checkpoint_every_steps", "resume_from")
+MAX_NAMED_CHANGES = 3  # a derived run name spells out at most this many changes, else a hash stands for them
 
 
-class RunConflictError(FerError):
-    """The run folder belongs to another run; the message is one line."""
+class RunFolderError(FerError):
+    """A run folder or its name cannot be used; the message is one line."""
+
+
+class RunConflictError(RunFolderError):
+    """The run folder belongs to another run; the message lists the differences and the ways forward."""
 
 
 def resolved_config(model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
@@ -43,22 +65,76 @@ def identity(config: dict) -> dict:
 
 def default_run_name(config: dict) -> str:
     train = config["train"]
-    payload = json.dumps({**identity(config), "resume_from": train["resume_from"]}, sort_keys=True)
-    digest = hashlib.sha256(payload.encode()).hexdigest()[:6]
     split = "fixed" if train["fold"] is None else f"fold{train['fold']}"
-    return f"{config['model']['preset']}_{train['modalities']}_{split}_seed{train['seed']}_{digest}"
+    return f"{config['model']['preset']}_{train['modalities']}_{split}_seed{train['seed']}_{_digest(config)}"
+
+
+def path(save_dir: str | Path, run_name: Optional[str], config: dict) -> Path:
+    """`save_dir/<run_name>`, or `save_dir/<default_run_name>` when run_name is None or empty."""
+    name = str(run_name) if run_name else default_run_name(config)
+    if name.strip() in ("", ".", "..") or re.search(r"[/\\\0]", name):
+        raise RunFolderError(f"run name {name!r} is not a folder name: use letters, digits, '-', '_' or '.' "
+                             "(no '/'), e.g. 'lightweight-lr5e-4'")
+    return Path(save_dir).expanduser() / name
+
+
+@contextmanager
+def hold(run_dir: Path) -> Iterator[Path]:
+    """Hold `run_dir` for training while the block runs (`locking.exclusive`); FolderInUseError (one line,
+    naming the holder) when a live process holds it. Folders created here are removed if left empty."""
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        with locking.exclusive(run_dir, "training"):
+            yield run_dir
+    finally:
+        for folder in created:  # deepest first; stops at the first one the run (or anyone) wrote into
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def read_json(path: Path, what_to_do: str):
+    """The content of a run folder's JSON file, None if it does not exist; RunFolderError if it is damaged."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path} is damaged ({one_line(exc)}); {what_to_do}") from None
 
 
 def check(run_dir: Path, config: dict, split: dict) -> None:
-    """Raise RunConflictError if `run_dir` holds a run with another identity, split or cache."""
-    for name, mine, theirs in (("config", identity(config), _read(run_dir / "config.json", identity)),
-                               ("split", split, _read(run_dir / "split.json", lambda s: s))):
-        if theirs is not None and theirs != mine:
-            changes = _differences(theirs, mine)
-            raise RunConflictError(
-                f"{run_dir} holds another run ({name}: {'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}); "
-                "choose another --run_name, or leave it out to get a folder named after this config"
-            )
+    """Raise RunConflictError if `run_dir` holds a run with another identity, split or cache (module docstring)."""
+    changes = _conflicts(run_dir, config, split)
+    if changes:
+        shown = "; ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes[:MAX_NAMED_CHANGES])
+        more = f" and {len(changes) - MAX_NAMED_CHANGES} more" if len(changes) > MAX_NAMED_CHANGES else ""
+        new_name = suggest_name(run_dir, config, split, changes)
+        raise RunConflictError(
+            f"run folder {run_dir} holds a run with other settings ({shown}{more}), and resuming needs the same "
+            f"settings. Either train these settings as a new run: run name '{new_name}' (--run_name / RUN_NAME), "
+            f"or start over under this name: delete or rename {run_dir} first"
+        )
+
+
+def suggest_name(run_dir: Path, config: dict, split: dict, changes: list[tuple[str, object, object]]) -> str:
+    """A run name for the changed settings, derived from `run_dir`'s: `lightweight` + lr 5e-4 -> `lightweight-lr5e-4`;
+    with more than MAX_NAMED_CHANGES changes, a hash of the new settings. The first such name that is free
+    (or holds exactly this run) in the same parent folder."""
+    if len(changes) <= MAX_NAMED_CHANGES:
+        suffix = "-".join(_name_token(key.rsplit(".", 1)[-1], new) for key, _, new in changes)
+    else:
+        suffix = _digest(config)
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{run_dir.name}-{suffix}")
+    for k in range(1, 100):
+        candidate = run_dir.parent / (base if k == 1 else f"{base}-{k}")
+        try:
+            if not _conflicts(candidate, config, split):
+                break
+        except RunFolderError:  # a damaged folder of that name: not this one
+            continue
+    return candidate.name
 
 
 def write(run_dir: Path, config: dict, split: dict) -> None:
@@ -66,16 +142,48 @@ def write(run_dir: Path, config: dict, split: dict) -> None:
         atomic_write_text(run_dir / name, json.dumps(data, indent=2, sort_keys=True))
 
 
-def _read(path: Path, view):
-    return view(json.loads(path.read_text())) if path.is_file() else None
+def _conflicts(run_dir: Path, config: dict, split: dict) -> list[tuple[str, object, object]]:
+    """(key, recorded, asked for) for every setting in which `run_dir`'s run differs from this one; [] if none."""
+    changes = []
+    for name, mine in (("config.json", identity(config)), ("split.json", split)):
+        copy = run_dir / "checkpoints" / "last" / name
+        fix = (f"restore it from the copy {copy}" if copy.is_file() else "delete it (the run has no checkpoint yet)")
+        theirs = read_json(run_dir / name, f"{fix}, or choose another run name")
+        if theirs is None:
+            continue
+        if not isinstance(theirs, dict) or (name == "config.json" and not {"model", "train"} <= set(theirs)):
+            raise RunFolderError(f"{run_dir / name} is damaged (not a run's {name}); {fix}, or choose another run name")
+        changes += _differences(identity(theirs) if name == "config.json" else theirs, mine,
+                                "" if name == "config.json" else "split.")
+    return changes
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _differences(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+            out.append((f"{prefix}{key}", a, b))
     return out
+
+
+def _digest(config: dict) -> str:
+    payload = json.dumps({**identity(config), "resume_from": config["train"]["resume_from"]}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:6]
+
+
+def _name_token(field: str, value) -> str:
+    """'lr5e-4', 'batch_size16', 'augment', 'no-augment', 'modalities-a': one changed setting in a run name."""
+    if isinstance(value, bool):
+        return field if value else f"no-{field}"
+    if isinstance(value, float):
+        mantissa, exponent = f"{value:e}".split("e")
+        scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return field + min(f"{value:g}", scientific, key=len)
+    if isinstance(value, int):
+        return f"{field}{value}"
+    if isinstance(value, (list, tuple)):
+        return f"{field}-{'-'.join(map(str, value))}"
+    return f"{field}-{str(value)[:8]}"
