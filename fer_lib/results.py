@@ -61,10 +61,14 @@ def results_markdown(summary: Optional[dict]) -> str:
 
 
 def load_summary(cv_dir: Optional[str | Path]) -> Optional[dict]:
-    """summary.json of `cv_dir`, or None when there is none yet."""
-    if cv_dir is None or not (Path(cv_dir) / "summary.json").is_file():
+    """summary.json of `cv_dir`, or None when there is none (no `cv_dir`, or no fold finished in it yet)."""
+    if cv_dir is None:
         return None
+    if not Path(cv_dir).is_dir():
+        raise ResultsError(f"cross-validation folder not found: {cv_dir}")
     path = Path(cv_dir) / "summary.json"
+    if not path.is_file():
+        return None
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

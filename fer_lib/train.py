@@ -201,9 +201,7 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     finally:
         log.finish()
     if accelerator.is_main_process:
-        best = checkpoint.load(run_dir / "checkpoints" / "best").weights
-        mixes = layer_mix.learned_weights(accelerator.unwrap_model(model), best)
-        save_png(layer_weights_figure(mixes, subtitle=f"{run_dir.name}, best checkpoint"), run_dir / "layer_weights.png")
+        _plot_layer_weights(accelerator.unwrap_model(model), run_dir)
 
     result = TrainResult(
         run_dir=run_dir, best_checkpoint=run_dir / "checkpoints" / "best", last_checkpoint=run_dir / "checkpoints" / "last",
@@ -213,6 +211,17 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     )
     say(_report(result))
     return result
+
+
+def _plot_layer_weights(model, run_dir: Path) -> None:
+    """layer_weights.png: the layer-mix weights of the best checkpoint (of the last weights when a run killed
+    while writing it left no readable `best`)."""
+    try:
+        weights, which = checkpoint.load(run_dir / "checkpoints" / "best").weights, "best checkpoint"
+    except CheckpointError:
+        weights, which = model.state_dict(), "last weights"
+    mixes = layer_mix.learned_weights(model, weights)
+    save_png(layer_weights_figure(mixes, subtitle=f"{run_dir.name}, {which}"), run_dir / "layer_weights.png")
 
 
 def _precision() -> str:
