@@ -27,7 +27,7 @@ Layout (`cv/<name>/` on Drive, `DriveLayout.cv(name)`):
                                   confusion matrix, pooled metrics over all test predictions, and the
                                   ablation's mean and std per modality mode when every fold has one
         summary.md, folds.csv     the same as tables (summary.md: per fold and modality too, with --ablation)
-        confusion_summed.png, confusion_summed_normalized.png, folds.png
+        confusion_summed.png, folds.png
         predictions_all.csv       every fold's test predictions (each clip once over a full CV)
 
 Resumable per fold: a fold with `fold_result.json` is skipped; an interrupted fold is trained again
@@ -165,9 +165,8 @@ def aggregate(cv_dir: str | Path, folds: Optional[Sequence[int]] = None, name: O
     pooled_pred.write_csv(cv_dir / "predictions_all.csv")
     short = (f"{name}: fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))} of {summary['n_folds']}, "
              f"test actors {actor_ranges(pooled_pred.actors)} (each clip tested once)")
-    for normalize, file in ((False, "confusion_summed.png"), (True, "confusion_summed_normalized.png")):
-        save_png(confusion_figure(summed, normalize=normalize, title="Summed confusion matrix over folds",
-                                  subtitle=short), cv_dir / file)
+    save_png(confusion_figure(summed, title="Summed confusion matrix over folds", subtitle=short),
+             cv_dir / "confusion_summed.png")
     table = {f"fold {r['fold']}": {k: m[k] for k in SUMMARY_METRICS} for r, m in zip(results, per_fold)}
     save_png(bars_figure(table, SUMMARY_METRICS, title="Metrics per fold", subtitle=short), cv_dir / "folds.png")
     atomic_write_text(cv_dir / "summary.md", summary_markdown(summary))
@@ -188,7 +187,7 @@ def summary_markdown(summary: dict) -> str:
                          [(r["fold"], actor_ranges(r["test_actors"]), r["clips"], fmt(r["war"]), fmt(r["uar"]),
                            fmt(r["macro_f1"])) for r in summary["per_fold"]]), "",
           f"std: {summary['std']}. Pooled: one computation over the test clips of all folds together.", "",
-          "![summed confusion](confusion_summed.png) ![row-normalised](confusion_summed_normalized.png)", ""]
+          "![summed confusion matrix: clips and % of the row](confusion_summed.png)", ""]
     if summary.get("ablation"):
         rows = [(flag, *(f"{fmt(s[m]['mean'])} ± {fmt(s[m]['std'])}" for m in SUMMARY_METRICS))
                 for flag, s in summary["ablation"].items()]

@@ -6,7 +6,9 @@ built with other parameters ...) is a `FerError`. Each concept keeps its own sub
 training/checkpoint.py, ...), so a reader finds the error next to what it is about, and the commands
 catch them all as one type (`fer_lib.cli.run`). Anything else is a bug and keeps its traceback.
 
-A FerError's message is one line that says what is wrong and what to do.
+A FerError's message is one line that says what is wrong and what to do. In a notebook (Colab,
+Jupyter, VS Code, papermill) it shows as that line, not as a traceback, and the cell still fails, so
+Run All stops there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ class FerError(ValueError):
 
     A ValueError, as every one of these errors was before they shared this base, so that code catching
     ValueError around fer_lib calls keeps working."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows in place of the traceback: the error's one line, its name in red."""
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {one_line(self)}"]
 
 
 def one_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ overwritten. Its name says what was measured: `<checkpoint>-<split>-<modalities>
         metrics.json             war (accuracy), uar, macro_f1, per-class precision/recall/f1/support,
                                  the raw confusion matrix, what was evaluated (checkpoint, split, actors)
         per_class.csv            the per-class table
-        confusion.png            raw counts;  confusion_normalized.png  row-normalised (recall per row)
+        confusion.png            the confusion matrix: clips and % of the row (recall on the diagonal)
         report.md                the same numbers as a markdown table
     best-test-ablation/
         av/ a/ v/                each as above, all three from the same weights
@@ -194,7 +194,7 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
                     for flag in modes}
         atomic_write_text(folder / "windows.md", _windows_markdown(results, windowed, subtitle))
     main_dir = folder / "av" if ablation else folder
-    files = {"predictions": main_dir / "predictions.csv", "confusion": main_dir / "confusion_normalized.png",
+    files = {"predictions": main_dir / "predictions.csv", "confusion": main_dir / "confusion.png",
              "report": main_dir / "report.md"}
     if ablation:
         files.update(ablation=folder / "ablation.md", ablation_figure=folder / "ablation.png")

@@ -13,14 +13,15 @@ cannot render:
    emotion -> the confusion matrix with its row and column outlined, the row/column table, its top
    confusions and its misclassified clips; pick a true -> predicted pair -> exactly those clips.
    Each clip shows its face-crop strip (from the preprocessing cache), an audio player (the cached
-   16 kHz window) and, on request, the original video when the file is small enough to embed
-   (`VIDEO_EMBED_MAX_MB`).
+   16 kHz window) and, on request, the original video when it is under `video_dir` (the RAVDESS
+   folder) and small enough to embed (`VIDEO_EMBED_MAX_MB`).
 3. `show_static(...)`: the same information as markdown tables and images (display()ed in a
    notebook, printed elsewhere), for GitHub's notebook view and headless runs, where widgets show
    nothing. It returns the markdown it produced.
 
-`explore(...)` is the notebook's one call: the widget where widgets can work (in Colab it first turns
-on Colab's widget manager, which ipywidgets 8 needs there), then the static view.
+`explore(...)` is the notebook's one call: the widget where widgets can work (in Colab, Colab's widget
+manager is turned on by the setup cell: `fer_lib.colab.enable_widgets`), then the static view, which
+leaves out the overall confusion matrix that the notebook showed just before (each figure once).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 
 from fer_lib import EMOTIONS, show
 from fer_lib.errors import FerError
+from fer_lib.fileio import atomic_write_bytes, atomic_write_text
 from fer_lib.data.splits import actor_ranges
 from fer_lib.predictions import Predictions, load_predictions
 from fer_lib.reports import fmt, markdown_table
@@ -254,10 +256,11 @@ def _show(markdown: Optional[str] = None, png: Optional[bytes] = None, display: 
 
 
 def show_static(predictions, cache_dir: Optional[str | Path] = None, emotions: Optional[Sequence] = None,
-                max_clips: int = 4, subtitle: str = "", display: bool = True, out_dir: Optional[str | Path] = None) -> str:
+                max_clips: int = 4, subtitle: str = "", display: bool = True, out_dir: Optional[str | Path] = None,
+                matrix: bool = True) -> str:
     """The explorer as markdown tables and images, for every emotion (or `emotions`).
 
-    Overall: the row-normalised confusion matrix and the most frequent confusions. Per emotion: its
+    Overall: the confusion matrix (unless `matrix=False`) and the most frequent confusions. Per emotion: its
     row and column of the confusion matrix, recall and precision, its most frequent confusions, and
     its `max_clips` most confident mistakes (with their face strips when `cache_dir` holds them).
     In a notebook each part is display()ed (markdown + PNG); elsewhere the markdown is printed.
@@ -278,10 +281,10 @@ def show_static(predictions, cache_dir: Optional[str | Path] = None, emotions: O
             markdown_table(("true", "predicted as", "clips", "share of the true class %"),
                            [(c["true"], c["pred"], c["count"], fmt(c["share"])) for c in overall]) if overall else "none"]
     parts = ["\n".join(head)]
-    matrix_png = png_bytes(confusion_figure(cm, normalize=True, title="Confusion matrix", subtitle=subtitle))
+    matrix_png = png_bytes(confusion_figure(cm, subtitle=subtitle)) if matrix else None
     _show(parts[0], matrix_png, display)
-    if out:
-        (out / "confusion_normalized.png").write_bytes(matrix_png)
+    if out and matrix_png:
+        atomic_write_bytes(out / "confusion.png", matrix_png)
     for name in names:
         view = class_view(pred, name)
         text = [f"### {name}", "",
@@ -307,12 +310,12 @@ def show_static(predictions, cache_dir: Optional[str | Path] = None, emotions: O
                 captions.append(_caption(row))
         png = png_bytes(strips_figure(strips, captions, title=f"misclassified {name}")) if strips else None
         if png and out:
-            (out / f"misclassified_{name}.png").write_bytes(png)
+            atomic_write_bytes(out / f"misclassified_{name}.png", png)
         _show(md, png, display)
         parts.append(md)
     markdown = "\n\n".join(parts)
     if out:
-        (out / "explorer.md").write_text(markdown)
+        atomic_write_text(out / "explorer.md", markdown)
     return markdown
 
 
@@ -381,8 +384,7 @@ class ConfusionExplorer:
         from fer_lib.plots import confusion_figure, png_bytes
 
         view = class_view(self.pred, self.emotion.value)
-        self.matrix.value = png_bytes(confusion_figure(self.cm, normalize=True, title="Confusion matrix",
-                                                       subtitle=self.subtitle, highlight=view.index), dpi=80)
+        self.matrix.value = png_bytes(confusion_figure(self.cm, subtitle=self.subtitle, highlight=view.index), dpi=80)
         self.tables.value = _html_tables(view)
         options = self.pair_options(view.emotion)
         self._pairs = [pair for _, pair in options]
@@ -472,42 +474,26 @@ def widgets_available() -> bool:
     return True
 
 
-def enable_colab_widgets() -> bool:
-    """In Colab with ipywidgets 8, turn on Colab's widget manager (without it no ipywidgets 8 widget
-    renders there); a no-op elsewhere. Returns True when it was turned on."""
-    from fer_lib.colab import in_colab
-
-    if not in_colab():
-        return False
-    try:
-        import ipywidgets
-        from google.colab import output
-
-        if int(ipywidgets.__version__.split(".")[0]) >= 8:
-            output.enable_custom_widget_manager()
-            return True
-    except Exception:  # an older Colab: its built-in manager renders the widgets
-        pass
-    return False
-
-
 def explore(predictions, cache_dir: Optional[str | Path] = None, subtitle: str = "", static=True,
             max_clips: int = 4, video_dir: Optional[str | Path] = None) -> ConfusionExplorer:
-    """Show the explorer: the widget where widgets work, then the static view.
+    """Show the explorer: the widget where widgets work, then the static view without the overall matrix.
 
     `static=True` (default) always adds the static view: a notebook saved after a Colab run still
     tells the story on GitHub and in headless runs, where no widget renders (nothing in the kernel
     can tell that the output will be read there). `"auto"`: the static view only where widgets
     cannot work at all (no notebook kernel or no ipywidgets); `False`: never. `video_dir`: the
-    RAVDESS folder, for playing the original videos. Returns the ConfusionExplorer.
+    RAVDESS folder, for playing the original clips; when it holds none, the explorer says so.
+    Returns the ConfusionExplorer.
     """
     explorer = ConfusionExplorer(predictions, cache_dir, subtitle, video_dir=video_dir)
+    if not explorer.videos:
+        show.markdown(f"The original videos are not available{f' under {video_dir}' if video_dir else ''}: "
+                      "the explorer shows each clip's face crops and audio from the cache, without its video.")
     has_widgets = widgets_available()
     if has_widgets:
         from IPython.display import display
 
-        enable_colab_widgets()
         display(explorer.widget())
     if static is True or (static == "auto" and not has_widgets):
-        show_static(explorer.pred, cache_dir, max_clips=max_clips, subtitle=subtitle)
+        show_static(explorer.pred, cache_dir, max_clips=max_clips, subtitle=subtitle, matrix=False)
     return explorer

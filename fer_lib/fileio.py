@@ -3,6 +3,7 @@
     with atomic_file(path, "w", newline="") as handle:   # any writer: csv, np.savez, Figure.savefig ...
         ...
     atomic_write_text(path, text)
+    atomic_copy(src, dst)
 
 The data goes to a hidden temporary file in the same folder (`.<name>.<pid>.tmp`), which replaces
 `path` in one rename once it is complete and closed. A failure (a full disk, an exception in the
@@ -14,17 +15,24 @@ clean-up.
 `check_writable(folder)` is asked before long work whose results go to `folder` (an evaluation, a
 prediction): a folder that cannot be created or written, or a full disk, stops the command at once
 rather than after the work.
+
+The one exception is `copy_in_place`, for big files on Google Drive: a file replaced by a rename is
+deleted there, and a deleted file stays in Drive's trash, counted against the quota, for 30 days.
+It rewrites the target's bytes instead, so it is only for a file that no reader opens while it is
+written: a checkpoint's spare slot (fer_lib/training/checkpoint.py).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
 TMP_SUFFIX = ".tmp"
+COPY_CHUNK = 16 * 2**20  # bytes per read and write of a copy
 
 
 def temporary_path(path: Path) -> Path:
@@ -80,6 +88,24 @@ def check_writable(folder: str | Path) -> Path:
     if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
         raise OSError(errno.ENOSPC, "No space left on device", str(existing))
     return folder
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy the file `src` to `dst` atomically (a reader of `dst` sees the old or the new file, never half)."""
+    with open(src, "rb") as reader, atomic_file(dst, "wb") as writer:
+        shutil.copyfileobj(reader, writer, COPY_CHUNK)
+    return Path(dst)
+
+
+def copy_in_place(src: str | Path, dst: str | Path) -> int:
+    """Rewrite the file `dst` (created if missing) with the bytes of `src`; returns the bytes `dst` now holds.
+
+    No temporary file and no rename, so nothing is deleted (see the module docstring); `dst` is
+    half-written until this returns, so nothing may read it meanwhile.
+    """
+    with open(src, "rb") as reader, open(dst, "wb") as writer:
+        shutil.copyfileobj(reader, writer, COPY_CHUNK)
+        return writer.tell()
 
 
 def stale_temporaries(folder: str | Path) -> list[Path]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-COLAB_DRIVE_ROOT = Path("/content/drive/MyDrive/fer")
-COLAB_LOCAL_ROOT = Path("/content/fer_local")
+from fer_lib import colab
+
+COLAB_DRIVE_ROOT = colab.DRIVE_MOUNT / "MyDrive" / "fer"
+COLAB_LOCAL_ROOT = colab.CONTENT / "fer_local"
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,17 @@ class DriveLayout:
     def embeddings(self) -> Path:
         return self.local / "cache" / "embeddings"
 
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def local_runs(self) -> Path:
+        """Where training writes a run first; copied to `runs/` on a schedule (fer_lib/training/drive_sync.py)."""
+        return self.local / "runs"
+
     def run(self, name: str) -> Path:
-        return self.root / "runs" / name
+        return self.runs / name
 
     def cv(self, name: str) -> Path:
         return self.root / "cv" / name
@@ -51,18 +62,16 @@ class DriveLayout:
 
     def create(self) -> "DriveLayout":
         """Make the top-level folders (never touches what is already there)."""
-        for path in (self.ravdess, self.preprocessed, self.root / "runs", self.root / "cv",
+        for path in (self.ravdess, self.preprocessed, self.runs, self.root / "cv",
                      self.root / "predictions", self.local):
             path.mkdir(parents=True, exist_ok=True)
         return self
 
 
 def default_layout(root: str | Path | None = None, local: str | Path | None = None) -> DriveLayout:
-    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given."""
-    from fer_lib.colab import in_colab
-
-    if root is None:
-        root = COLAB_DRIVE_ROOT if in_colab() else Path("demo_out")
-    if local is None and in_colab():
+    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given (None or "": the default)."""
+    if not root:
+        root = COLAB_DRIVE_ROOT if colab.in_colab() else Path("demo_out")
+    if not local and colab.in_colab():
         local = COLAB_LOCAL_ROOT
     return DriveLayout.at(root, local)

@@ -39,38 +39,54 @@ def row_normalize(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
 
 
-def confusion_figure(cm: np.ndarray, classes: Sequence[str] = EMOTIONS, normalize: bool = False,
-                     title: str = "Confusion matrix", subtitle: str = "",
-                     highlight: Optional[int] = None) -> Figure:
-    """Rows = true class, columns = predicted class. `normalize`: row-normalised (recall per row).
-
-    `highlight`: index of a class whose row and column are outlined (the explorer's choice).
+def confusion_figure(cm: np.ndarray, classes: Sequence[str] = EMOTIONS, title: str = "Confusion matrix",
+                     subtitle: str = "", highlight: Optional[int] = None) -> Figure:
+    """Rows = true class, columns = predicted class. Each cell shows its clips and their share of the row
+    (on the diagonal: the class's recall), coloured by that share, so that classes with fewer clips
+    compare fairly. `highlight`: index of a class whose row and column are outlined (the explorer's choice).
     """
     cm = np.asarray(cm)
-    values = row_normalize(cm) if normalize else cm.astype(np.float64)
+    share = row_normalize(cm)
     n = len(classes)
-    fig = Figure(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n))
+    fig = Figure(figsize=(1.4 + 0.8 * n, 0.9 + 0.75 * n))
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1.0 if normalize else max(1.0, values.max()))
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(n), labels=list(classes), rotation=45, ha="right")
-    ax.set_yticks(range(n), labels=list(classes))
+    ax.set_yticks(range(n), labels=list(classes), fontsize=8)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    threshold = values.max() / 2 if values.size else 0
-    for i in range(n):
-        for j in range(n):
-            text = f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if values[i, j] > threshold else "black")
+    ax.set_ylabel("true (clips)")
+    for (i, j), count in np.ndenumerate(cm):
+        text = f"{int(count)}\n{100 * share[i, j]:.0f}%" if count else "0"
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if share[i, j] > 0.5 else "black")
     if highlight is not None:
         from matplotlib.patches import Rectangle
 
         for xy, w, h in (((-0.5, highlight - 0.5), n, 1), ((highlight - 0.5, -0.5), 1, n)):
             ax.add_patch(Rectangle(xy, w, h, fill=False, edgecolor="crimson", linewidth=2))
-    full_title = title + (" (row-normalised)" if normalize else "")
-    ax.set_title(full_title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
+    ax.set_title(title + " (clips, % of the row)" + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def curves_figure(rows: Sequence[dict]) -> Figure:
+    """Loss and accuracy per epoch of a run's metrics rows (training/logging.py); whole epochs on the x axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in rows]
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    loss, acc = fig.subplots(1, 2)
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        loss.plot(epochs, [row[key] for row in rows], marker=".", label=label)
+    for key, label in (("train_acc", "train acc"), ("val_acc", "val acc (WAR)"), ("val_uar", "val UAR"),
+                       ("val_macro_f1", "val macro-F1")):
+        acc.plot(epochs, [row[key] for row in rows], marker=".", label=label)
+    loss.set(title="loss", xlabel="epoch")
+    acc.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+    for ax in (loss, acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
     return fig
 
 

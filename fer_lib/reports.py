@@ -101,7 +101,7 @@ def replace_block(path: str | Path, name: str, text: str) -> Path:
 
 
 def report_from_predictions(source, out_dir: str | Path, subtitle: str = "", info: Optional[dict] = None) -> dict:
-    """Write metrics.json, per_class.csv, confusion.png, confusion_normalized.png and report.md into
+    """Write metrics.json, per_class.csv, confusion.png (clips and row percentages) and report.md into
     `out_dir` from per-clip predictions alone (a Predictions, a predictions.csv or its folder); writes
     predictions.csv too when it is not there. `subtitle` names the split/fold on every figure; `info`
     (what was evaluated) is stored in metrics.json. Returns the metrics dict."""
@@ -119,15 +119,13 @@ def report_from_predictions(source, out_dir: str | Path, subtitle: str = "", inf
               [(name, m["precision"], m["recall"], m["f1"], m["support"]) for name, m in metrics["per_class"].items()])
     cm = np.array(metrics["confusion"])
     title = "Confusion matrix" + (f", {info['modalities_name']}" if info.get("modalities_name") else "")
-    save_png(confusion_figure(cm, EMOTIONS, normalize=False, title=title, subtitle=subtitle), out_dir / "confusion.png")
-    save_png(confusion_figure(cm, EMOTIONS, normalize=True, title=title, subtitle=subtitle),
-             out_dir / "confusion_normalized.png")
+    save_png(confusion_figure(cm, EMOTIONS, title=title, subtitle=subtitle), out_dir / "confusion.png")
     lines = [f"# Evaluation: {subtitle}" if subtitle else "# Evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in info.items() if isinstance(v, (str, int, float))] + [""]
     lines += [markdown_table(("WAR %", "UAR %", "macro-F1 %", "clips"),
                              [(fmt(metrics["war"]), fmt(metrics["uar"]), fmt(metrics["macro_f1"]), metrics["clips"])]),
               "", per_class_markdown(metrics), "",
-              "![confusion](confusion.png) ![confusion, row-normalised](confusion_normalized.png)", ""]
+              "![confusion matrix: clips and % of the row](confusion.png)", ""]
     atomic_write_text(out_dir / "report.md", "\n".join(lines))
     return metrics
 

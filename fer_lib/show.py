@@ -1,7 +1,10 @@
 """What the notebooks show, in one place: figures and result files as PNG images and markdown.
 
     show.figure(fig_or_png_path, ...)     each figure once, as a PNG image (Colab, Jupyter, VS Code, papermill)
+    show.LiveFigure().show(png)           one image replaced in place (the training curves, every epoch)
     show.markdown(text)                   rendered in a notebook, printed elsewhere
+    show.warning(text)                    bold in a notebook, on stderr elsewhere
+    show.training_plan(preset, batch)     03: the GPU it sees, the memory estimate against Colab's GPUs
     show.data_check(index)                01: clips found per actor x emotion
     show.clip_inspection(sample)          01: one clip through the preprocessing (boxes, crops, audio)
     show.roi_tokens(model, batch)         02: the patch tokens ROI compression keeps
@@ -16,12 +19,15 @@ drawn and markdown is printed, so the same calls work in a terminal and in tests
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Union
 
 from matplotlib.figure import Figure
 
 from fer_lib import plots
+
+CUDA_CONTEXT_GB = 1.0  # what `estimate_training_memory` leaves out: the CUDA context and allocator slack
 
 
 def in_notebook() -> bool:
@@ -37,12 +43,35 @@ def figure(*items: Union[Figure, bytes, str, Path]) -> None:
     """Display each figure (a Figure, PNG bytes or a PNG file) once, as a PNG image."""
     if not in_notebook():
         return
-    from IPython.display import Image, display
+    from IPython.display import display
 
     for item in items:
-        if isinstance(item, Figure):
-            item = plots.png_bytes(item)
-        display(Image(data=item) if isinstance(item, bytes) else Image(filename=str(item)))
+        display(_image(item))
+
+
+class LiveFigure:
+    """One figure in a notebook's output, replaced in place each time it is shown again."""
+
+    def __init__(self):
+        self.handle = None
+
+    def show(self, item: Union[Figure, bytes, str, Path]) -> None:
+        if not in_notebook():
+            return
+        from IPython.display import display
+
+        if self.handle is None:
+            self.handle = display(_image(item), display_id=True)
+        else:
+            self.handle.update(_image(item))
+
+
+def _image(item: Union[Figure, bytes, str, Path]):
+    from IPython.display import Image
+
+    if isinstance(item, Figure):
+        item = plots.png_bytes(item)
+    return Image(data=item) if isinstance(item, bytes) else Image(filename=str(item))
 
 
 def markdown(text: str) -> None:
@@ -52,6 +81,40 @@ def markdown(text: str) -> None:
         display(Markdown(text))
     else:
         print(text)
+
+
+def warning(text: str) -> None:
+    """Something the person must see: bold in a notebook, `warning: ...` on stderr elsewhere."""
+    if in_notebook():
+        markdown(f"**⚠️ {text}**")
+    else:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def training_plan(preset: str, batch_size: int) -> None:
+    """Before training (03): the GPU this runtime has, and the training-memory estimate of `preset` at
+    `batch_size` against the GPUs of Colab; a bold warning without a GPU (unless the preset is tiny) or
+    when the estimate does not fit the GPU it sees."""
+    from fer_lib.colab import COLAB_GPUS, describe_runtime
+    from fer_lib.config import get_preset
+    from fer_lib.models.sizes import estimate_training_memory
+    from fer_lib.reports import markdown_table
+
+    runtime = describe_runtime()
+    if runtime["gpu"] is None and preset != "tiny":
+        warning(f"This runtime has no GPU, and only `tiny` is meant for a CPU: {preset!r} would be very slow. "
+                "Choose Runtime → Change runtime type → a GPU (A100 if you can), then Run all again.")
+    need = estimate_training_memory(get_preset(preset), batch_size, "bf16")["total_gb"] + CUDA_CONTEXT_GB
+    gpus = dict(COLAB_GPUS)
+    if runtime["gpu"] is not None:
+        gpus[f"this runtime: {runtime['gpu']}"] = runtime["gpu_memory_gb"]
+    rows = [(name, f"{memory:g}", "yes" if memory >= need else "**no**") for name, memory in gpus.items()]
+    markdown(f"Training memory of `{preset}` at batch {batch_size} (bf16, estimated, with about "
+             f"{CUDA_CONTEXT_GB:g} GB for CUDA itself): **{need:.1f} GB**\n\n"
+             + markdown_table(("GPU", "memory GB", "fits"), rows))
+    if runtime["gpu"] is not None and runtime["gpu_memory_gb"] < need:
+        warning(f"The estimate ({need:.1f} GB) exceeds this GPU's {runtime['gpu_memory_gb']:g} GB: lower BATCH_SIZE "
+                "and raise GRAD_ACCUM_STEPS by the same factor (the same clips per optimizer step).")
 
 
 def data_check(index) -> None:
@@ -95,7 +158,7 @@ def cross_validation(summary: dict) -> None:
     """summary.md and the summed confusion matrix of a cross-validation folder."""
     cv_dir = Path(summary["cv_dir"])
     markdown((cv_dir / "summary.md").read_text())
-    figure(cv_dir / "confusion_summed_normalized.png")
+    figure(cv_dir / "confusion_summed.png")
 
 
 def prediction(result: dict) -> None:

@@ -3,15 +3,18 @@
     python -m fer_lib.train (--cache_dir CACHE | --data_dir RAW [--cache_dir CACHE]) --save_dir RUNS
         --config_type {tiny,lightweight,full} [--batch_size 8] [--grad_accum_steps 2] [--max_epochs 50]
         [--lr 1e-4] [--early_stopping_patience 15] [--use_wandb] [--resume_from CKPT [--unfreeze visual_encoder]]
-        [--modalities av|a|v] [--fold K] [--seed 42]
+        [--modalities av|a|v] [--fold K] [--seed 42] [--local_dir DIR [--sync_minutes 10]]
 
 `--cache_dir` is the preprocessing cache (`python -m fer_lib.preprocess`); `--data_dir` the raw clips,
 preprocessed first into `--cache_dir` (default: `cache/preprocessed/` beside them, as in the Drive
 layout) when they are not cached yet. The preset defaults to `lightweight` here and in `train()`.
 Everything goes to one run folder,
 `<save_dir>/<run_name>/` (layout in drive_layout.md, checkpoint files in fer_lib/training/checkpoint.py):
-config.json, split.json, checkpoints/last/, checkpoints/best/, metrics.csv, metrics.json, curves.png, and
-after training layer_weights.png (which encoder layers the best checkpoint's layer mixes use).
+config.json, split.json, checkpoints/last/, checkpoints/best/, metrics.csv, metrics.json, curves.png.
+With `--local_dir` (the notebooks set it in Colab, where `--save_dir` is on Google Drive) the run is
+written to `<local_dir>/<run_name>/` on the runtime's disk first and copied to the run folder every
+`--sync_minutes` and at the end (fer_lib/training/drive_sync.py): a disconnect loses at most that long.
+After training, layer_weights.png shows which encoder layers the best checkpoint's layer mixes use.
 config.json also holds the fingerprints of the pretrained weights loaded from their source
 (`fer_lib.models.fingerprint`); resuming against other weights stops unless `--allow_other_frozen_weights`.
 
@@ -62,7 +65,7 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 
-from fer_lib import cli
+from fer_lib import cli, colab
 from fer_lib import modalities as modality_names
 from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_preset
 from fer_lib.data import cache
@@ -73,6 +76,7 @@ from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
 from fer_lib.training.checkpoint import CheckpointError
+from fer_lib.training.drive_sync import DriveSync
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
 from fer_lib.training.loop import Progress, Trainer
@@ -102,6 +106,7 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
           model_config: Union[str, ModelConfig] = DEFAULT_PRESET, train_config: Optional[TrainConfig] = None, *,
           data_dir: Optional[Union[str, Path]] = None, run_name: Optional[str] = None, unfreeze: Iterable[str] = (),
           embedding_dir: Optional[Union[str, Path]] = None, show_progress: bool = True,
+          local_dir: Optional[Union[str, Path]] = None, sync_minutes: float = 10.0,
           allow_other_frozen_weights: bool = False) -> TrainResult:
     """Train (or resume) one run; see the module docstring.
 
@@ -112,8 +117,11 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     embedding_dir: where frozen-encoder features are cached (default: `embeddings/` beside the
     preprocessing cache, i.e. `cache/embeddings/` in the Drive layout). run_name: the run folder's name
     (default: from the config). The run folder is held from the start to the end of the call
-    (FolderInUseError when another live process trains into it). allow_other_frozen_weights:
-    resume although the pretrained weights loaded now differ from those the checkpoint was trained with.
+    (FolderInUseError when another live process trains into it). local_dir: write the run there
+    first (the runtime's disk) and copy it to `save_dir` every `sync_minutes` and at the end; None:
+    write `save_dir/<run name>` directly.
+    allow_other_frozen_weights: resume although the pretrained weights loaded now differ from those the
+    checkpoint was trained with.
     """
     model_cfg = get_preset(model_config) if isinstance(model_config, str) else copy.deepcopy(model_config)
     train_cfg = dataclasses.replace(train_config or TrainConfig())
@@ -126,6 +134,7 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     train_cfg.validate()
     config = run_folder.resolved_config(model_cfg, train_cfg)
     run_dir = run_folder.path(save_dir, run_name, config)
+    colab.check_mounted(run_dir)
 
     accelerator = Accelerator(
         mixed_precision=_precision(), cpu=not torch.cuda.is_available(),
@@ -136,11 +145,12 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     # Process 0 holds the run folder until the run ends: a second trainer into it stops at once.
     with run_folder.hold(run_dir) if accelerator.is_main_process else nullcontext():
         return _train(accelerator, run_dir, config, model_cfg, train_cfg, cache_dir, data_dir, embedding_dir,
-                      show_progress, allow_other_frozen_weights)
+                      show_progress, local_dir, sync_minutes, allow_other_frozen_weights)
 
 
 def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: ModelConfig, train_cfg: TrainConfig,
-           cache_dir, data_dir, embedding_dir, show_progress: bool, allow_other_frozen_weights: bool) -> TrainResult:
+           cache_dir, data_dir, embedding_dir, show_progress: bool, local_dir, sync_minutes: float,
+           allow_other_frozen_weights: bool) -> TrainResult:
     say = accelerator.print
     with accelerator.main_process_first():
         cache_dir = ensure_cache(data_dir, cache_dir)
@@ -149,8 +159,15 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     split = get_split(train_cfg.fold, {clip.actor for clip in clips})
     split_info = {**split.as_dict(), "fold": train_cfg.fold, "manifest_hash": cache.manifest_hash(cache_dir)}
     run_folder.check(run_dir, config, split_info)
-    with accelerator.main_process_first():  # process 0 repairs an interrupted checkpoint swap first
-        last = checkpoint.find(run_dir)
+    work_dir = Path(local_dir).expanduser() / run_dir.name if local_dir else run_dir
+    sync = DriveSync(work_dir, run_dir, sync_minutes) if local_dir and accelerator.is_main_process else None
+    with accelerator.main_process_first():  # process 0 prepares the folders first
+        if accelerator.is_main_process:  # holding the run folder: no other process writes there
+            for folder in {run_dir, work_dir}:
+                checkpoint.clean_staging(folder)
+            if sync is not None:
+                sync.start()
+        last = checkpoint.find(work_dir)
     start = _starting_checkpoint(last, train_cfg.resume_from, model_cfg)
     set_seed(train_cfg.seed)
     model = build_model(model_cfg)
@@ -159,10 +176,13 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
         for line in fingerprint.check(model, start.config.get(fingerprint.FIELD), allow_other_frozen_weights):
             say(f"warning: {line}")
     progress, state, origin = _load_start(model, config, start, resumed=last is not None)
-    log = MetricsLog(run_dir, epochs_done=progress.epoch)
+    log = MetricsLog(work_dir, epochs_done=progress.epoch)
     if accelerator.is_main_process:  # only now: a command refused above has written nothing
-        run_folder.write(run_dir, config, split_info)
-    say(f"run folder: {run_dir}\n{split.describe()}\n"
+        for folder in {run_dir, work_dir}:
+            run_folder.write(folder, config, split_info)
+    every = f"at most every {sync_minutes:g} minutes" if sync_minutes else "after every checkpoint"
+    copied = f" (written to {work_dir} first, copied {every} and at the end)" if sync else ""
+    say(f"run folder: {run_dir}{copied}\n{split.describe()}\n"
         f"device: {accelerator.device} x {accelerator.num_processes}, precision {accelerator.mixed_precision}")
     if progress.world_size != accelerator.num_processes and progress.batches_done:
         say(f"the checkpoint was saved by {progress.world_size} processes: epoch {progress.epoch + 1} restarts")
@@ -190,8 +210,9 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     model, optimizer = accelerator.prepare(model, optimizer)
     trainer = Trainer(model=model, optimizer=optimizer, accelerator=accelerator,
                       train_items=items(split.train, train_cfg.augment), val_items=items(split.val, False),
-                      train_cfg=train_cfg, config=config, split=split_info, run_dir=run_dir, log=log,
-                      progress=progress, modalities=modalities, num_workers=num_workers, show_progress=show_progress)
+                      train_cfg=train_cfg, config=config, split=split_info, run_dir=work_dir, log=log,
+                      progress=progress, modalities=modalities, num_workers=num_workers, show_progress=show_progress,
+                      sync=sync)
     if state is not None:
         trainer.restore(state)
     if train_cfg.use_wandb and accelerator.is_main_process:
@@ -201,7 +222,9 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     finally:
         log.finish()
     if accelerator.is_main_process:
-        _plot_layer_weights(accelerator.unwrap_model(model), run_dir)
+        _plot_layer_weights(accelerator.unwrap_model(model), work_dir)
+    if sync is not None:
+        sync.finish()
 
     result = TrainResult(
         run_dir=run_dir, best_checkpoint=run_dir / "checkpoints" / "best", last_checkpoint=run_dir / "checkpoints" / "last",
@@ -332,6 +355,10 @@ def add_training_flags(parser: argparse.ArgumentParser, per_run: bool = True) ->
         paths.add_argument("--save_dir", default="runs", help="the folder of run folders (MyDrive/fer/runs in Colab)")
         paths.add_argument("--run_name", help="run folder name (default: from the config, so a rerun resumes)")
         paths.add_argument("--resume_from", help="checkpoint folder to start from (e.g. RUN/checkpoints/best)")
+        paths.add_argument("--local_dir", help="write the run folder here first (the machine's fast disk) and copy "
+                                               "it to --save_dir on a schedule, e.g. when --save_dir is on Google Drive")
+        paths.add_argument("--sync_minutes", type=cli.float_range(0), default=10.0,
+                           help="with --local_dir: the most minutes between two copies to --save_dir (what a disconnect can lose)")
     model = parser.add_argument_group("model")
     model.add_argument("--config_type", choices=PRESETS, default=DEFAULT_PRESET, help="model preset")
     if per_run:
@@ -377,7 +404,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     model_cfg, train_cfg = configs_from_args(args)
     train(args.cache_dir, args.save_dir, model_cfg, train_cfg, data_dir=args.data_dir, run_name=args.run_name,
-          unfreeze=args.unfreeze, embedding_dir=args.embedding_dir,
+          unfreeze=args.unfreeze, embedding_dir=args.embedding_dir, local_dir=args.local_dir,
+          sync_minutes=args.sync_minutes,
           allow_other_frozen_weights=args.allow_other_frozen_weights)
     return 0
 

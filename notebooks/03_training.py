@@ -1,12 +1,16 @@
 # %% [markdown]
 # # 03 · Training that survives Colab
 #
-# Training writes everything to `runs/<RUN_NAME>/` on Drive: the resolved config, the actors of each
-# split part, `checkpoints/last` and `checkpoints/best`, per-epoch metrics and curves. Colab runtimes
-# disconnect: **run this notebook again and it continues from `last`** — same epoch, step, optimizer
-# state and data order. Checkpoints hold only the trainable weights (frozen pretrained encoders are
-# reloaded from the hub), and are written locally, verified, then copied to Drive under a temporary
-# name and renamed, so a disconnect never leaves a half-written checkpoint.
+# A run lives in `runs/<RUN_NAME>/` on Drive: the resolved config, the actors of each split part,
+# `checkpoints/last` and `checkpoints/best`, per-epoch metrics and curves. Colab runtimes disconnect:
+# **run this notebook again and it continues from `last`** — same epoch, step, optimizer state and data
+# order. Checkpoints hold only the trainable weights (frozen pretrained encoders are reloaded from the hub).
+#
+# Training writes the run to the runtime's local disk first (a checkpoint every epoch) and copies it to
+# Drive every `SYNC_MINUTES` and at the end, overwriting the files there in place: Drive keeps deleted
+# files in its trash, counted against the quota, for 30 days. **A disconnect loses at most
+# `SYNC_MINUTES` of training.** If Drive goes away during training (an idle drop, an unmount), training
+# goes on locally, says so after every epoch, and copies the run as soon as Drive is back.
 #
 # With frozen encoders (`lightweight`, `full`), their outputs are computed once per clip and cached
 # (fp16, memory-mapped); later epochs run only the trainable parts.
@@ -15,31 +19,63 @@
 # learning rate.
 
 # %%
-import subprocess, sys
-if "google.colab" in sys.modules:  # fresh Colab runtime: fetch the code, importable without a restart
-    subprocess.run("git -C /content/fer_lib pull -q || git clone -q --depth 1 https://github.com/OWNER/REPO /content/fer_lib", shell=True, check=True)  # OWNER/REPO: placeholder
-    sys.path.insert(0, "/content/fer_lib")
-    from fer_lib.colab import install_requirements; install_requirements()
+#@title Setup: get the code
+REPO_URL = "https://github.com/OWNER/REPO"  #@param {type:"string"}
+#@markdown The Git URL of this repository, or a folder on Drive holding a copy of it (`/content/drive/MyDrive/fer/code`).
+import os, shutil, subprocess, sys
+if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and import it from there, no restart
+    CONTENT = os.environ.get("FER_COLAB_CONTENT", "/content")  # moved only by the tests' simulated Colab
+    CODE = f"{CONTENT}/fer_lib"
+    if "OWNER/REPO" in REPO_URL:
+        raise SystemExit("Set REPO_URL in the form above to this repository's Git URL (https://github.com/<owner>/"
+                         "<name>) or to a folder on Drive holding a copy of it; then run this cell again.")
+    if os.path.isabs(REPO_URL):  # a copy on Drive
+        from google.colab import drive; drive.mount(f"{CONTENT}/drive")
+        if not os.path.isdir(REPO_URL):
+            raise SystemExit(f"{REPO_URL} is not a folder: copy the repository there, or set REPO_URL to its Git URL.")
+        shutil.copytree(REPO_URL, CODE, dirs_exist_ok=True)
+    else:  # clone once, update on a rerun
+        git = ["git", "clone", "--depth", "1", REPO_URL, CODE]
+        if os.path.isdir(f"{CODE}/.git"):
+            git = ["git", "-C", CODE, "pull", "--ff-only"]
+        done = subprocess.run(git, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(git)} failed:\n{done.stderr.strip()}\nCheck REPO_URL (a private repository"
+                             " needs access), or copy the repository to Drive and set REPO_URL to that folder.")
+    sys.path.insert(0, CODE)
+    from fer_lib.colab import prepare_runtime; prepare_runtime()
+
 # %% tags=["parameters"]
-ROOT = None  # Drive root of drive_layout.md; None = MyDrive/fer in Colab, ./demo_out elsewhere
-LOCAL = None  # the runtime's fast disk for hot copies; None = /content/fer_local in Colab
-PRESET = "lightweight"  # tiny | lightweight | full
-RUN_NAME = "lightweight"  # runs/<RUN_NAME>/ on Drive; the same name resumes
-MODALITIES = "av"  # av | a | v
-FOLD = None  # None: the fixed actor split; 0-5: an actor fold (6 folds of 4 actors)
-MAX_EPOCHS = 50
-BATCH_SIZE = 8
-GRAD_ACCUM_STEPS = 2
-LR = 1e-4
-EARLY_STOPPING_PATIENCE = 15
-USE_WANDB = False  # key from Colab secrets (WANDB_API_KEY); offline without one, never a prompt
-STAGE3 = False  # then fine-tune with the visual encoder unfrozen
-STAGE3_EPOCHS = 20
-STAGE3_LR = 1e-5
-SMOKE = False  # True: the tiny preset for 2 epochs on synthetic clips, so the notebook runs anywhere
+#@title Parameters
+#@markdown `ROOT`: the Drive root of drive_layout.md (empty: MyDrive/fer in Colab, ./demo_out elsewhere);
+#@markdown `LOCAL`: the runtime's fast disk for hot copies (empty: /content/fer_local in Colab).
+ROOT = ""  #@param {type:"string"}
+LOCAL = ""  #@param {type:"string"}
+#@markdown `RUN_NAME`: runs/<RUN_NAME>/ on Drive; the same name resumes. `FOLD`: "fixed" is the fixed actor
+#@markdown split, 0-5 an actor fold (6 folds of 4 actors).
+PRESET = "lightweight"  #@param ["tiny", "lightweight", "full"]
+RUN_NAME = "lightweight"  #@param {type:"string"}
+MODALITIES = "av"  #@param ["av", "a", "v"]
+FOLD = "fixed"  #@param ["fixed", "0", "1", "2", "3", "4", "5"]
+MAX_EPOCHS = 50  #@param {type:"integer"}
+BATCH_SIZE = 8  #@param {type:"integer"}
+GRAD_ACCUM_STEPS = 2  #@param {type:"integer"}
+LR = 1e-4  #@param {type:"number"}
+EARLY_STOPPING_PATIENCE = 15  #@param {type:"integer"}
+#@markdown `SYNC_MINUTES`: the run folder on Drive is updated at most this often, and at the end; a disconnect
+#@markdown loses at most this much training. `USE_WANDB`: key from Colab secrets (WANDB_API_KEY), offline
+#@markdown without one, never a prompt.
+SYNC_MINUTES = 10  #@param {type:"number"}
+USE_WANDB = False  #@param {type:"boolean"}
+#@markdown `STAGE3`: then fine-tune with the visual encoder unfrozen, in a run folder of its own.
+STAGE3 = False  #@param {type:"boolean"}
+STAGE3_EPOCHS = 20  #@param {type:"integer"}
+STAGE3_LR = 1e-5  #@param {type:"number"}
+#@markdown `SMOKE`: the tiny preset for 2 epochs on synthetic clips, so the notebook runs anywhere.
+SMOKE = False  #@param {type:"boolean"}
 
 # %%
-from fer_lib import demo
+from fer_lib import demo, show
 from fer_lib.colab import flush_drive, mount_drive
 from fer_lib.config import TrainConfig
 from fer_lib.data import cache
@@ -50,7 +86,21 @@ mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:
     demo.ensure_cache(layout)  # synthetic clips and their cache, made only where missing
-cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
+cache_dir = cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)  # read every epoch: local disk
+
+# %% [markdown]
+# ## The GPU and the memory
+# Everything runs on the GPU when there is one. The estimate below (weights, gradients, optimizer
+# states, activations: an analytical figure, not a measurement) is for the preset and batch size above,
+# against the GPUs Colab hands out. Without a GPU only `tiny` is meant to train.
+
+# %%
+config = TrainConfig(max_epochs=MAX_EPOCHS, batch_size=BATCH_SIZE, grad_accum_steps=GRAD_ACCUM_STEPS, lr=LR,
+                     early_stopping_patience=EARLY_STOPPING_PATIENCE, modalities=MODALITIES,
+                     fold=None if FOLD == "fixed" else int(FOLD), use_wandb=USE_WANDB)
+if SMOKE:  # the tiny preset, trained as the demo trains it
+    PRESET, RUN_NAME, config, STAGE3_EPOCHS = "tiny", demo.SMOKE_RUN, demo.smoke_train_config(epochs=2), 1
+show.training_plan(PRESET, config.batch_size)
 
 # %% [markdown]
 # ## Train (or resume)
@@ -59,13 +109,8 @@ cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
 # validation macro-F1.
 
 # %%
-config = TrainConfig(max_epochs=MAX_EPOCHS, batch_size=BATCH_SIZE, grad_accum_steps=GRAD_ACCUM_STEPS, lr=LR,
-                     early_stopping_patience=EARLY_STOPPING_PATIENCE, modalities=MODALITIES, fold=FOLD,
-                     use_wandb=USE_WANDB)
-if SMOKE:  # the tiny preset, trained as the demo trains it (2 epochs)
-    PRESET, RUN_NAME, config, STAGE3_EPOCHS = "tiny", demo.SMOKE_RUN, demo.smoke_train_config(epochs=2), 1
-result = train(layout.local_preprocessed, layout.root / "runs", PRESET, config, run_name=RUN_NAME,
-               embedding_dir=layout.embeddings)
+result = train(cache_dir, layout.runs, PRESET, config, run_name=RUN_NAME,
+               embedding_dir=layout.embeddings, local_dir=layout.local_runs, sync_minutes=SYNC_MINUTES)
 print(f"best validation {result.metric} {result.best_metric:.3f} at epoch {result.best_epoch}")
 
 # %% [markdown]
@@ -76,12 +121,14 @@ print(f"best validation {result.metric} {result.best_metric:.3f} at epoch {resul
 # %%
 if STAGE3:
     stage3 = stage3_config(config, result.best_checkpoint, STAGE3_EPOCHS, STAGE3_LR)
-    result = train(layout.local_preprocessed, layout.root / "runs", PRESET, stage3, run_name=f"{RUN_NAME}-stage3",
-                   unfreeze=STAGE3_PARTS, embedding_dir=layout.embeddings)
+    result = train(cache_dir, layout.runs, PRESET, stage3, run_name=f"{RUN_NAME}-stage3",
+                   unfreeze=STAGE3_PARTS, embedding_dir=layout.embeddings, local_dir=layout.local_runs,
+                   sync_minutes=SYNC_MINUTES)
 
 # %% [markdown]
-# Drive writes land late: flushing makes sure every checkpoint is really on Drive before the runtime goes.
+# Drive writes land late: flushing makes sure every file of the run is really on Drive before the runtime
+# goes (it also unmounts Drive; the next notebook mounts it again).
 
 # %%
-print(f"run folder: {result.run_dir}")
 flush_drive()
+print(f"run folder: {result.run_dir}")

@@ -13,17 +13,43 @@
 # first look, not a comparable number.
 
 # %%
-import subprocess, sys
-if "google.colab" in sys.modules:  # fresh Colab runtime: fetch the code, importable without a restart
-    subprocess.run("git -C /content/fer_lib pull -q || git clone -q --depth 1 https://github.com/OWNER/REPO /content/fer_lib", shell=True, check=True)  # OWNER/REPO: placeholder
-    sys.path.insert(0, "/content/fer_lib")
-    from fer_lib.colab import install_requirements; install_requirements()
+#@title Setup: get the code
+REPO_URL = "https://github.com/OWNER/REPO"  #@param {type:"string"}
+#@markdown The Git URL of this repository, or a folder on Drive holding a copy of it (`/content/drive/MyDrive/fer/code`).
+import os, shutil, subprocess, sys
+if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and import it from there, no restart
+    CONTENT = os.environ.get("FER_COLAB_CONTENT", "/content")  # moved only by the tests' simulated Colab
+    CODE = f"{CONTENT}/fer_lib"
+    if "OWNER/REPO" in REPO_URL:
+        raise SystemExit("Set REPO_URL in the form above to this repository's Git URL (https://github.com/<owner>/"
+                         "<name>) or to a folder on Drive holding a copy of it; then run this cell again.")
+    if os.path.isabs(REPO_URL):  # a copy on Drive
+        from google.colab import drive; drive.mount(f"{CONTENT}/drive")
+        if not os.path.isdir(REPO_URL):
+            raise SystemExit(f"{REPO_URL} is not a folder: copy the repository there, or set REPO_URL to its Git URL.")
+        shutil.copytree(REPO_URL, CODE, dirs_exist_ok=True)
+    else:  # clone once, update on a rerun
+        git = ["git", "clone", "--depth", "1", REPO_URL, CODE]
+        if os.path.isdir(f"{CODE}/.git"):
+            git = ["git", "-C", CODE, "pull", "--ff-only"]
+        done = subprocess.run(git, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(git)} failed:\n{done.stderr.strip()}\nCheck REPO_URL (a private repository"
+                             " needs access), or copy the repository to Drive and set REPO_URL to that folder.")
+    sys.path.insert(0, CODE)
+    from fer_lib.colab import prepare_runtime; prepare_runtime()
+
 # %% tags=["parameters"]
-ROOT = None  # Drive root of drive_layout.md; None = MyDrive/fer in Colab, ./demo_out elsewhere
-LOCAL = None  # the runtime's fast disk for hot copies; None = /content/fer_local in Colab
-RUN_NAME = "lightweight"  # runs/<RUN_NAME>/ to evaluate
-CV_NAME = None  # cv/<CV_NAME>/ to summarise, when cross-validation was run
-SMOKE = False  # True: a tiny run on synthetic clips, so the notebook runs anywhere
+#@title Parameters
+#@markdown `ROOT`: the Drive root of drive_layout.md (empty: MyDrive/fer in Colab, ./demo_out elsewhere);
+#@markdown `LOCAL`: the runtime's fast disk for hot copies (empty: /content/fer_local in Colab).
+ROOT = ""  #@param {type:"string"}
+LOCAL = ""  #@param {type:"string"}
+#@markdown `RUN_NAME`: runs/<RUN_NAME>/ to evaluate; `CV_NAME`: cv/<CV_NAME>/ to summarise, when
+#@markdown cross-validation was run (empty: none); `SMOKE`: a tiny run on synthetic clips, so the notebook runs anywhere.
+RUN_NAME = "lightweight"  #@param {type:"string"}
+CV_NAME = ""  #@param {type:"string"}
+SMOKE = False  #@param {type:"boolean"}
 
 # %%
 from fer_lib import cv, demo, show
@@ -37,7 +63,7 @@ mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
     RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
-cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
+cache_dir = cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)  # the cache on local disk
 
 # %% [markdown]
 # ## Test metrics and the modality ablation
@@ -45,18 +71,20 @@ cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
 # `eval/` (earlier evaluations are never overwritten).
 
 # %%
-report = evaluate(layout.run(RUN_NAME), layout.local_preprocessed, ablation=True)
+report = evaluate(layout.run(RUN_NAME), cache_dir, ablation=True)
 show.evaluation(report)
 
 # %% [markdown]
 # ## Per-emotion confusion explorer
 # Pick an emotion to see its row and column of the confusion matrix, its most frequent confusions and
-# the clips it got wrong — each with its face-crop strip and a player for the audio the model heard.
-# Pick a true/predicted pair to see exactly those clips. Below the widget, the same information is
-# shown as static tables and images, for GitHub and for runs without a live kernel.
+# the clips it got wrong — each with its face-crop strip, a player for the audio the model heard and, when
+# the RAVDESS clips are on Drive (`ravdess/`), the video itself. Pick a true/predicted pair to see exactly
+# those clips. Below the widget, the same information is shown as static tables and images, for GitHub
+# and for runs without a live kernel.
 
 # %%
-explorer = explore(report["files"]["predictions"], layout.local_preprocessed, subtitle=report["subtitle"])
+explorer = explore(report["files"]["predictions"], cache_dir, subtitle=report["subtitle"],
+                   video_dir=layout.ravdess)
 
 # %% [markdown]
 # ## Cross-validation summary

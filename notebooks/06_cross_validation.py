@@ -17,18 +17,45 @@
 # skipped and the current one resumes from its last checkpoint.
 
 # %%
-import subprocess, sys
-if "google.colab" in sys.modules:  # fresh Colab runtime: fetch the code, importable without a restart
-    subprocess.run("git -C /content/fer_lib pull -q || git clone -q --depth 1 https://github.com/OWNER/REPO /content/fer_lib", shell=True, check=True)  # OWNER/REPO: placeholder
-    sys.path.insert(0, "/content/fer_lib")
-    from fer_lib.colab import install_requirements; install_requirements()
+#@title Setup: get the code
+REPO_URL = "https://github.com/OWNER/REPO"  #@param {type:"string"}
+#@markdown The Git URL of this repository, or a folder on Drive holding a copy of it (`/content/drive/MyDrive/fer/code`).
+import os, shutil, subprocess, sys
+if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and import it from there, no restart
+    CONTENT = os.environ.get("FER_COLAB_CONTENT", "/content")  # moved only by the tests' simulated Colab
+    CODE = f"{CONTENT}/fer_lib"
+    if "OWNER/REPO" in REPO_URL:
+        raise SystemExit("Set REPO_URL in the form above to this repository's Git URL (https://github.com/<owner>/"
+                         "<name>) or to a folder on Drive holding a copy of it; then run this cell again.")
+    if os.path.isabs(REPO_URL):  # a copy on Drive
+        from google.colab import drive; drive.mount(f"{CONTENT}/drive")
+        if not os.path.isdir(REPO_URL):
+            raise SystemExit(f"{REPO_URL} is not a folder: copy the repository there, or set REPO_URL to its Git URL.")
+        shutil.copytree(REPO_URL, CODE, dirs_exist_ok=True)
+    else:  # clone once, update on a rerun
+        git = ["git", "clone", "--depth", "1", REPO_URL, CODE]
+        if os.path.isdir(f"{CODE}/.git"):
+            git = ["git", "-C", CODE, "pull", "--ff-only"]
+        done = subprocess.run(git, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(git)} failed:\n{done.stderr.strip()}\nCheck REPO_URL (a private repository"
+                             " needs access), or copy the repository to Drive and set REPO_URL to that folder.")
+    sys.path.insert(0, CODE)
+    from fer_lib.colab import prepare_runtime; prepare_runtime()
+
 # %% tags=["parameters"]
-ROOT = None  # Drive root of drive_layout.md; None = MyDrive/fer in Colab, ./demo_out elsewhere
-LOCAL = None  # the runtime's fast disk for hot copies; None = /content/fer_local in Colab
-RECIPE = "reference"  # the named recipe: preset + training settings
-CV_NAME = "reference"  # results in cv/<CV_NAME>/ on Drive; the same name resumes
-FOLDS = None  # None: all 6; or a list such as [0, 1] to run some now and the rest later
-SMOKE = False  # True: the tiny preset, fold 0, one epoch, on 6 synthetic clips, so the notebook runs anywhere
+#@title Parameters
+#@markdown `ROOT`: the Drive root of drive_layout.md (empty: MyDrive/fer in Colab, ./demo_out elsewhere);
+#@markdown `LOCAL`: the runtime's fast disk for hot copies (empty: /content/fer_local in Colab).
+ROOT = ""  #@param {type:"string"}
+LOCAL = ""  #@param {type:"string"}
+#@markdown `RECIPE`: the named recipe (preset + training settings); `CV_NAME`: results in cv/<CV_NAME>/ on
+#@markdown Drive, the same name resumes; `FOLDS`: "all", or fold numbers such as "0,1" to run some now.
+RECIPE = "reference"  #@param ["reference"]
+CV_NAME = "reference"  #@param {type:"string"}
+FOLDS = "all"  #@param {type:"string"}
+#@markdown `SMOKE`: the tiny preset, fold 0, one epoch, on 6 synthetic clips, so the notebook runs anywhere.
+SMOKE = False  #@param {type:"boolean"}
 
 # %%
 from fer_lib import demo, show
@@ -43,11 +70,12 @@ from fer_lib.results import results_markdown
 mount_drive()
 layout = default_layout(ROOT, LOCAL).create()
 model_config, train_config = get_recipe(RECIPE)
+folds = None if FOLDS == "all" else [int(k) for k in FOLDS.split(",")]
 source, local_cache = layout.preprocessed, layout.local_preprocessed  # read at full speed from the runtime's disk
 if SMOKE:  # the smallest input the 6-fold split accepts, and the tiny preset as the demo trains it
-    CV_NAME, FOLDS, source, local_cache = "smoke", [0], demo.ensure_fold_cache(layout), layout.local / "cv_smoke"
+    CV_NAME, folds, source, local_cache = "smoke", [0], demo.ensure_fold_cache(layout), layout.local / "cv_smoke"
     model_config, train_config = get_preset("tiny"), demo.smoke_train_config(epochs=1)
-cache.copy_to_local(source, local_cache)
+local_cache = cache.copy_to_local(source, local_cache)
 print(f"recipe {RECIPE}: preset {model_config.preset}, {train_config.max_epochs} epochs at most, lr {train_config.lr}")
 
 # %% [markdown]
@@ -56,7 +84,7 @@ print(f"recipe {RECIPE}: preset {model_config.preset}, {train_config.max_epochs}
 # test evaluation in all three modality modes (from the same weights).
 
 # %%
-summary = cross_validate(local_cache, layout.cv(CV_NAME), model_config, train_config, folds=FOLDS, ablation=True)
+summary = cross_validate(local_cache, layout.cv(CV_NAME), model_config, train_config, folds=folds, ablation=True)
 
 # %% [markdown]
 # ## The results table

@@ -91,14 +91,13 @@ def test_metrics_agree_with_sklearn_recomputed_from_predictions_csv(ablation, tr
         assert saved["confusion"] == confusion_matrix(y_true, y_pred, labels=LABELS).tolist()
         assert saved["actors"] == split["test"] and saved["modalities"] == flag
         assert "test actor" in saved["subtitle"]  # every figure names its actors
-        for png in ("confusion.png", "confusion_normalized.png"):
-            assert (out / flag / png).stat().st_size > 1000
+        assert (out / flag / "confusion.png").stat().st_size > 1000
 
         # every number and figure again, from the CSV alone
         again = reports.report_from_predictions(out / flag / "predictions.csv", tmp_path / flag)
         for key in ("war", "uar", "macro_f1", "per_class", "confusion"):
             assert again[key] == saved[key]
-        assert (tmp_path / flag / "confusion_normalized.png").is_file()
+        assert (tmp_path / flag / "confusion.png").is_file()
         probs[flag] = p
 
     table = {r["modalities"]: r for r in read_rows(out / "ablation.csv")}
@@ -167,6 +166,22 @@ def known_predictions():
                                            [EMOTIONS.index(t) for t in truth], probs)
 
 
+def test_confusion_shows_clips_and_row_percentages_and_curves_whole_epochs():
+    from fer_lib import plots
+
+    cm = known_predictions().confusion()
+    texts = [t.get_text() for t in plots.confusion_figure(cm).axes[0].texts]
+    angry, disgust = EMOTIONS.index("angry"), EMOTIONS.index("disgust")
+    assert texts[angry * 8 + disgust] == "2\n50%" and texts[angry * 8 + angry] == "1\n25%"  # 4 angry clips
+
+    rows = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "val_uar": 0.5,
+             "val_macro_f1": 0.5} for e in (1, 2, 3)]
+    figure = plots.curves_figure(rows)
+    figure.canvas.draw()  # places the ticks
+    for ax in figure.axes:
+        assert all(float(tick).is_integer() for tick in ax.get_xticks())
+
+
 def test_explorer_data_functions():
     pred = known_predictions()
     assert explorer.misclassified(pred, "angry").tolist() == [2, 3, 1]  # most confident mistake first
@@ -223,6 +238,8 @@ def test_static_fallback_and_widget_from_the_cache(ablation, synthetic_cache, tm
     explorer.show_static(folder, emotions=["neutral"])  # outside a notebook: printed
     printed = capsys.readouterr().out
     assert "### neutral" in printed and "### calm" not in printed
+    explorer.explore(folder, synthetic_cache.root, static=False)  # no video folder: it says so
+    assert "The original videos are not available" in capsys.readouterr().out
 
     ui = explorer.ConfusionExplorer(folder, synthetic_cache.root, video_dir=synthetic_cache.clips.root)
     ui.widget()
@@ -471,7 +488,7 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     assert results.main(["--cv_dir", str(cv_dir), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert table in text and "6 folds of 4 consecutive actors" in text and text.endswith("<!-- results:end -->\ntail\n")
-    for name in ("confusion_summed.png", "confusion_summed_normalized.png", "folds.csv", "folds.png"):
+    for name in ("confusion_summed.png", "folds.csv", "folds.png"):
         assert (cv_dir / name).stat().st_size > 0
 
     # finished folds are skipped; an interrupted fold resumes through the trainer (no epoch redone)

@@ -9,10 +9,15 @@ only, or by the face only.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import resource
+import shutil
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +28,9 @@ from fer_lib.config import ModelConfig, TrainConfig, from_dict, get_preset
 from fer_lib.metrics import classification_metrics
 from fer_lib.models import CheckpointMismatchError, build_model
 from fer_lib.train import main, train
-from fer_lib.training import checkpoint
+from fer_lib.training import checkpoint, drive_sync
 from fer_lib.training.checkpoint import CheckpointError
+from fer_lib.training.drive_sync import DriveSync
 from fer_lib.training.logging import COLUMNS, MetricsLog
 from fer_lib.training.loop import Trainer
 from fer_lib.training.sampler import EpochBatches
@@ -156,36 +162,46 @@ def test_run_folder_layout_metrics_and_checkpoints(short_run, synthetic_cache):
     model.load_trainable_state_dict(ckpt.weights)  # strict: every trainable weight is there
     assert set(ckpt.weights) == set(model.trainable_state_dict())
     assert TrainConfig(**ckpt.config["train"]).max_epochs == 2
-    assert not any(p.name.startswith(".") for p in (run / "checkpoints").iterdir())  # no staging left
+    hidden = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert hidden == [checkpoint.SPARE]  # the slot the next save is written into; no staging left
 
 
-def test_failed_copy_keeps_the_previous_last(short_run, monkeypatch):
-    run = short_run.run_dir
-    before = checkpoint.load(run / "checkpoints" / "last")
-    changed = dataclasses.replace(before, weights={k: v + 1 for k, v in before.weights.items()},
-                                  progress={**before.progress, "step": 999})
-    real_copy = checkpoint.shutil.copyfile
+@contextmanager
+def file_size_limit(nbytes: int):
+    """Writes past `nbytes` fail for real, with EFBIG from the kernel, as writes to a full disk fail with ENOSPC."""
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the default action would kill the process
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
-    def copy_half_then_fail(src, dst, *args, **kwargs):
-        if Path(src).name == checkpoint.WEIGHTS:  # Drive full halfway through the largest file
-            data = Path(src).read_bytes()
-            Path(dst).write_bytes(data[: len(data) // 2])
-            raise OSError(28, "No space left on device")
-        return real_copy(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint.shutil, "copyfile", copy_half_then_fail)
-    with pytest.raises(CheckpointError, match="previous 'last' is kept"):
-        checkpoint.save(changed, run, ("last",))
-    monkeypatch.undo()
-    after = checkpoint.load(run / "checkpoints" / "last")
-    assert after.progress == before.progress
-    assert all(torch.equal(after.weights[k], before.weights[k]) for k in before.weights)
-    assert not any(p.name.startswith(".") for p in (run / "checkpoints").iterdir())
+def test_a_failed_write_keeps_the_previous_checkpoint(short_run, tmp_path):
+    """The weights cannot be written (safetensors raises its own error type, torch.save a RuntimeError):
+    one line, and `last` and `best` as they were."""
+    run = Path(shutil.copytree(short_run.run_dir, tmp_path / "run"))
+    before = {name: checkpoint.load(run / "checkpoints" / name) for name in ("last", "best")}
+    changed = dataclasses.replace(before["last"], weights={k: v + 1 for k, v in before["last"].weights.items()},
+                                  progress={**before["last"].progress, "step": 999})
+    weights_size = (run / "checkpoints" / "last" / checkpoint.WEIGHTS).stat().st_size
+    with file_size_limit(weights_size // 2), pytest.raises(CheckpointError) as error:
+        checkpoint.save(changed, run, ("last", "best"))
+    message = str(error.value)
+    assert "previous 'last' is kept" in message and "File too large" in message and "\n" not in message
+    for name, old in before.items():
+        after = checkpoint.load(run / "checkpoints" / name)
+        assert after.progress == old.progress
+        assert all(torch.equal(after.weights[k], old.weights[k]) for k in old.weights)
 
-    # A crash between the two renames of the swap leaves `.last.old`: it is put back.
-    (run / "checkpoints" / "last").rename(run / "checkpoints" / ".last.old")
+    # A crash between the renames that make the spare `last` leaves `.last.retired`: the new one is put in place.
+    checkpoint._write(changed, run / "checkpoints" / checkpoint.SPARE)
+    (run / "checkpoints" / "last").rename(run / "checkpoints" / ".last.retired")
     assert checkpoint.find(run) == run / "checkpoints" / "last"
-    assert checkpoint.load(run / "checkpoints" / "last").progress == before.progress
+    assert checkpoint.load(run / "checkpoints" / "last").progress["step"] == 999
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [checkpoint.SPARE, "best", "last"]
 
 
 def test_rerun_continues_and_refuses_another_config(short_run, synthetic_cache, capsys):
@@ -378,6 +394,111 @@ def test_frozen_encoders_run_once_per_clip(synthetic_cache, tmp_path, monkeypatc
 
 
 # --------------------------------------------------------------------------------------------
+# The working copy on the runtime's disk and the run folder on Drive
+# --------------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Minutes that pass only when the test says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now * 60
+
+
+def inodes(folder: Path) -> set[int]:
+    """The files under `folder`, by identity: a file deleted or replaced by a rename changes the set."""
+    return {p.stat().st_ino for p in folder.rglob("*") if p.is_file()}
+
+
+def test_drive_copy_follows_the_schedule_in_place(short_run, tmp_path):
+    """Checkpoints every 3 minutes, a copy at most every 10: at minutes 9 and 18 (the checkpoint after
+    would be more than 10 minutes after the last copy), and at the end; no file on Drive is ever deleted."""
+    work, drive = tmp_path / "local" / "run", tmp_path / "drive" / "run"
+    shutil.copytree(short_run.run_dir, work)
+    drive.mkdir(parents=True)
+    shutil.copy(work / "config.json", drive)  # a run folder that exists on Drive (not a new run)
+    clock, warnings = Clock(), []
+    sync = DriveSync(work, drive, every_minutes=10, clock=clock, warn=warnings.append)
+    sync.start()  # the working copy is ahead: copied at once
+    ckpt = checkpoint.load(work / "checkpoints" / "last")
+    assert checkpoint.progress_of(drive / "checkpoints" / "last") == checkpoint.progress_of(work / "checkpoints" / "last")
+
+    copied_at, drive_inodes = [], None
+    for minute in range(3, 31, 3):
+        clock.now = minute
+        step = 100 + minute
+        checkpoint.save(dataclasses.replace(ckpt, progress={**ckpt.progress, "epoch": minute, "step": step}), work)
+        sync.after_save(epoch=minute)
+        if checkpoint.load(drive / "checkpoints" / "last").progress["step"] == step:
+            copied_at.append(minute)
+            if drive_inodes is not None:  # every checkpoint file rewritten in place, none deleted or replaced
+                assert inodes(drive / "checkpoints") == drive_inodes
+            drive_inodes = inodes(drive / "checkpoints")
+    assert copied_at == [9, 18, 27]
+    assert sync.finish() and checkpoint.load(drive / "checkpoints" / "last").progress["step"] == 130
+    assert sorted(p.name for p in (drive / "checkpoints").iterdir()) == [checkpoint.SPARE, "best", "last"]
+    assert (drive / "metrics.json").read_text() == (work / "metrics.json").read_text() and not warnings
+
+
+def test_training_goes_on_when_drive_drops_and_the_run_reaches_it_after(synthetic_cache, tmp_path, monkeypatch,
+                                                                       capsys):
+    """Drive fails with OSError 107 (an idle drop) at epoch 1's copy: epoch 2 trains all the same, the message
+    comes once, and the run is complete on Drive at the end."""
+    local, drive = tmp_path / "local", tmp_path / "drive"
+    real_copy = drive_sync.atomic_copy
+
+    def dropped_in_epoch_1(src, dst):
+        if len(json.loads((local / "r" / "metrics.json").read_text())) == 1:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected", str(dst))
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(drive_sync, "atomic_copy", dropped_in_epoch_1)
+    result = train(synthetic_cache.root, drive, "tiny", quick_config(max_epochs=2), run_name="r", local_dir=local,
+                   sync_minutes=0, show_progress=False)
+    err = capsys.readouterr().err
+    assert err.count("Google Drive is not mounted (or disconnected): training goes on") == 1, err
+    assert result.run_dir == drive / "r" and result.epochs == 2
+    assert metrics_without_time(drive / "r") == metrics_without_time(local / "r")
+    assert checkpoint.load(drive / "r" / "checkpoints" / "last").progress["epoch"] == 2
+    assert checkpoint.load(drive / "r" / "checkpoints" / "best").progress == \
+        checkpoint.load(local / "r" / "checkpoints" / "best").progress
+
+
+def test_a_save_killed_midway_leaves_nothing_behind(synthetic_cache, tmp_path):
+    """A real process killed in the middle of writing a checkpoint, then the same command again: it resumes
+    from the complete new checkpoint, and neither the run folder nor the temporary folder keeps staging."""
+    save, tmp = tmp_path / "runs", tmp_path / "tmp"
+    tmp.mkdir()
+    args = ["--cache_dir", str(synthetic_cache.root), "--save_dir", str(save), "--run_name", "killed",
+            "--config_type", "tiny", "--batch_size", "1", "--grad_accum_steps", "1", "--max_epochs", "2",
+            "--num_workers", "0", "--no_augment"]
+    # Killed right after the current `last` was renamed away in epoch 2, the new checkpoint complete beside it.
+    killer = ("import os, pathlib, signal, sys\n"
+              "rename = pathlib.Path.rename\n"
+              "def rename_then_die(self, target):\n"
+              "    result = rename(self, target)\n"
+              "    if self.name == 'last' and self.parent.name == 'checkpoints':\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "    return result\n"
+              "pathlib.Path.rename = rename_then_die\n"
+              "from fer_lib.train import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    killed = subprocess.run([sys.executable, "-c", killer, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    again = subprocess.run([sys.executable, "-m", "fer_lib.train", *args], env=env, cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    run = save / "killed"
+    assert "resuming" in again.stdout and checkpoint.load(run / "checkpoints" / "last").progress["epoch"] == 2
+    hidden = [p.name for folder in (run, run / "checkpoints") for p in folder.iterdir() if p.name.startswith(".")]
+    assert hidden == [".spare"] and not list(tmp.iterdir())  # only the slot the next save is written into
+
+
+# --------------------------------------------------------------------------------------------
 # Several processes
 # --------------------------------------------------------------------------------------------
 
@@ -394,7 +515,7 @@ def test_two_processes_with_gloo_write_one_run(synthetic_cache, tmp_path):
     assert proc.stdout.count("run folder:") == 1  # only process 0 speaks
     run = save / "ddp"
     assert sorted(p.name for p in save.iterdir()) == ["ddp"]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "last"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [checkpoint.SPARE, "best", "last"]
     assert [row["epoch"] for row in json.loads((run / "metrics.json").read_text())] == [1, 2]
     progress = checkpoint.load(run / "checkpoints" / "last").progress
     # 4 train clips over 2 processes at batch 1: 2 batches each per epoch, 1 step per epoch with accumulation 2.

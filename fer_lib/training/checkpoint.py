@@ -13,19 +13,26 @@ A folder is self-contained: evaluation and prediction need nothing else (`load_m
 model from it, for inference). Loading reads only safetensors, JSON and
 `torch.load(weights_only=True)` (no pickled code runs).
 
-Why this is written here rather than with `Accelerator.save_state`: save_state stores every model
-weight (GBs of frozen SigLIP2/Parakeet/LFM2 that are already on the hub), writes straight into the
-target folder (a Drive disconnect mid-write leaves it half-written) and keeps RNG states as one
-file per rank. Here one process (rank 0) writes, in four steps:
+How one is written, the same on the runtime's disk and on Google Drive:
 
-    1. write the folder to the runtime's local disk (a temp dir),
-    2. verify it: load every file back and compare tensor names and shapes,
-    3. copy it into `checkpoints/` under a temporary name (Drive, in Colab), check the sizes,
-    4. swap it in: `last` -> `.last.old`, temp -> `last`, delete `.last.old`.
+    checkpoints/
+        last/  best/      the checkpoints
+        .spare/           the slot the next one is written into: an older checkpoint, or a half-written
+                          one after a crash; never read
 
-A failure in steps 1-3 (full disk, failed copy) leaves the previous `last` untouched and raises
-CheckpointError. A crash between the two renames of step 4 leaves `.last.old`, which `find`
-puts back.
+`save` writes the files into `.spare` and reads them all back (`_verify`); `publish` copies a
+checkpoint folder into another `.spare` (the run folder's copy on Drive: drive_sync.py) and checks the
+sizes. Then three renames make the spare `last`: `last` -> `.last.retired`, `.spare` -> `last`,
+`.last.retired` -> `.spare`. Nothing is ever deleted: on Drive a deleted (or renamed-over) file goes to
+the trash and counts against the quota for 30 days, and a run that replaced its checkpoint folder every
+epoch filled a free account with trash. A failure before the renames (a full disk, an I/O error, Drive
+gone) leaves `last` as it was and raises CheckpointError (one line); a crash between them leaves
+`.last.retired`, which the next save or `find` resolves (`_repair`). `clean_staging`, called when
+training starts in a run folder it holds, removes what an interrupted write left besides.
+
+Why not `Accelerator.save_state`: it stores every model weight (GBs of frozen SigLIP2/Parakeet/LFM2 that
+are already on the hub), writes straight into the target folder (a disconnect mid-write leaves it
+half-written) and keeps RNG states as one file per rank. Here one process (rank 0) writes.
 """
 
 from __future__ import annotations
@@ -33,16 +40,17 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fer_lib.errors import FerError, one_line
+from fer_lib.fileio import copy_in_place, stale_temporaries
 
 WEIGHTS = "model.safetensors"
 STATE = "training_state.pt"
@@ -50,6 +58,10 @@ PROGRESS = "trainer_state.json"
 CONFIG = "config.json"
 SPLIT = "split.json"
 FILES = (WEIGHTS, STATE, PROGRESS, CONFIG, SPLIT)
+SPARE = ".spare"
+RETIRED = ".retired"  # suffix of a checkpoint renamed away during the three renames
+# What a failed write raises: OSError from Python, RuntimeError from torch.save's zip writer, SafetensorError.
+WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
 
 
 class CheckpointError(FerError):
@@ -66,19 +78,36 @@ class Checkpoint:
     path: Optional[Path] = None  # the folder it was loaded from
 
 
-def save(checkpoint: Checkpoint, run_dir: str | Path, names: tuple[str, ...] = ("last",),
-         local_tmp: Optional[str | Path] = None) -> list[Path]:
-    """Write `checkpoint` as `run_dir/checkpoints/<name>/` for each name (e.g. "last", "best")."""
-    target_root = Path(run_dir) / "checkpoints"
-    target_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fer_ckpt_", dir=local_tmp) as tmp:
-        local = Path(tmp) / "checkpoint"
-        try:
-            _write(checkpoint, local)
-        except OSError as exc:
-            raise CheckpointError(f"cannot write the checkpoint to local disk {tmp}: {exc}") from exc
-        _verify(local, checkpoint.weights)
-        return [_publish(local, target_root, name) for name in names]
+def save(checkpoint: Checkpoint, run_dir: str | Path, names: tuple[str, ...] = ("last",)) -> list[Path]:
+    """Write `checkpoint` as `run_dir/checkpoints/<name>/` for each name: the first written and read back,
+    the others copied from it. The loop passes ("best", "last"), so that `last` never names a newer best
+    than `best` holds. Any failure raises CheckpointError, with that name's previous checkpoint kept."""
+    root = Path(run_dir) / "checkpoints"
+    name = names[0]
+    try:
+        _repair(root)
+        (root / SPARE).mkdir(parents=True, exist_ok=True)
+        _write(checkpoint, root / SPARE)
+        _verify(root / SPARE, checkpoint.weights)
+        saved = [_rotate(root, name)]
+        for name in names[1:]:
+            saved.append(publish(saved[0], root, name))
+        return saved
+    except WRITE_ERRORS as exc:
+        raise CheckpointError(f"cannot save checkpoint {name!r} in {root}: {one_line(exc)} "
+                              f"(the previous {name!r} is kept)") from exc
+
+
+def publish(folder: Path, root: Path, name: str) -> Path:
+    """Copy the checkpoint `folder` to `root/<name>` through `root`'s spare slot. Raises OSError on failure,
+    with `root/<name>` as it was."""
+    _repair(root)
+    spare = root / SPARE
+    spare.mkdir(parents=True, exist_ok=True)
+    for file in FILES:
+        if copy_in_place(folder / file, spare / file) != (folder / file).stat().st_size:
+            raise OSError(f"{spare / file} was copied incompletely")
+    return _rotate(root, name)
 
 
 def load(path: str | Path) -> Checkpoint:
@@ -101,16 +130,51 @@ def load(path: str | Path) -> Checkpoint:
 
 
 def find(run_dir: str | Path, name: str = "last") -> Optional[Path]:
-    """`run_dir/checkpoints/<name>` if it exists, restoring it from an interrupted swap if needed."""
+    """`run_dir/checkpoints/<name>` if it exists, after finishing a rotation a crash interrupted."""
     root = Path(run_dir) / "checkpoints"
-    path, old = root / name, root / f".{name}.old"
-    if not path.is_dir() and old.is_dir():
-        old.rename(path)
-    return path if path.is_dir() else None
+    if root.is_dir():
+        _repair(root)
+    return root / name if (root / name).is_dir() else None
+
+
+def progress_of(folder: Path) -> Optional[tuple[int, int]]:
+    """(epoch, batches done) of the checkpoint in `folder`, for ordering two copies; None if there is none."""
+    try:
+        progress = json.loads((folder / PROGRESS).read_text())
+    except (OSError, ValueError):
+        return None
+    return progress["epoch"], progress["batches_done"]
+
+
+def clean_staging(run_dir: str | Path) -> list[Path]:
+    """Remove what interrupted writes left in a run folder; returns what was removed.
+
+    Temporaries of atomic writes (metrics, config; fer_lib.fileio), and the staging folders of the
+    earlier checkpoint format (`.last.tmp-*`; its `.last.old` is put back when `last` is missing).
+    Call it only while holding the run folder (at the start of training, after its lock): another
+    process's save in progress would lose its files.
+    """
+    run_dir = Path(run_dir)
+    root = run_dir / "checkpoints"
+    removed = stale_temporaries(run_dir) + stale_temporaries(root)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if not root.is_dir():
+        return removed
+    for staging in sorted(root.glob(".*.tmp-*")):
+        shutil.rmtree(staging, ignore_errors=True)
+        removed.append(staging)
+    for old in sorted(root.glob(".*.old")):
+        final = root / old.name[1:-len(".old")]
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+        else:
+            old.rename(final)
+    return removed
 
 
 def _write(checkpoint: Checkpoint, folder: Path) -> None:
-    folder.mkdir(parents=True)
     # safetensors refuses tensors that share memory or are views; trainable weights are plain parameters,
     # but `contiguous().clone()` keeps that true whatever a module does.
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in checkpoint.weights.items()}, str(folder / WEIGHTS))
@@ -126,25 +190,25 @@ def _verify(folder: Path, weights: dict[str, torch.Tensor]) -> None:
         raise CheckpointError(f"checkpoint written to {folder} does not read back the same weights")
 
 
-def _publish(local: Path, target_root: Path, name: str) -> Path:
-    final, old = target_root / name, target_root / f".{name}.old"
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=target_root))
-    try:
-        for file in FILES:
-            shutil.copyfile(local / file, staging / file)
-            if (staging / file).stat().st_size != (local / file).stat().st_size:
-                raise OSError(f"{file} copied incompletely")
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise CheckpointError(f"cannot copy the checkpoint into {target_root} ({exc}); the previous {name!r} is kept") from exc
-    find(target_root.parent, name)  # finish an earlier interrupted swap before starting this one
-    if old.exists():
-        shutil.rmtree(old)
+def _rotate(root: Path, name: str) -> Path:
+    """Make the complete spare the checkpoint `name`, and the previous `name` the spare: three renames."""
+    final, spare, retired = root / name, root / SPARE, root / f".{name}{RETIRED}"
     if final.exists():
-        final.rename(old)
-    staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+        final.rename(retired)
+    spare.rename(final)
+    if retired.exists():
+        retired.rename(spare)
     return final
+
+
+def _repair(root: Path) -> None:
+    """Finish the renames of `_rotate` that a crash interrupted (a `.<name>.retired` folder is left)."""
+    for retired in sorted(root.glob(f".*{RETIRED}")):
+        final, spare = root / retired.name[1:-len(RETIRED)], root / SPARE
+        if not final.exists():  # stopped after the first rename: the spare is the complete new checkpoint
+            spare.rename(final)
+        if not spare.exists():
+            retired.rename(spare)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,12 +16,11 @@ import csv
 import json
 import os
 from pathlib import Path
-from matplotlib.figure import Figure
 
 from fer_lib import show
 from fer_lib.colab import colab_secret
 from fer_lib.fileio import atomic_file, atomic_write_text
-from fer_lib.plots import save_png
+from fer_lib.plots import curves_figure, save_png
 from fer_lib.training import run_folder
 
 COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_uar", "val_macro_f1", "lr",
@@ -36,7 +35,7 @@ class MetricsLog:
                                     "to continue without the earlier epochs' rows") or []
         self.rows: list[dict] = [row for row in rows if row["epoch"] <= epochs_done]
         self.wandb = None
-        self.live_curves = None  # a notebook display handle, updated in place every epoch
+        self.live_curves = show.LiveFigure()  # in a notebook: curves.png, replaced in place every epoch
 
     def start_wandb(self, project: str, run_name: str, config: dict) -> str:
         """Open a W&B run (resumed by name); returns a line saying where it logs."""
@@ -75,32 +74,6 @@ class MetricsLog:
             writer.writerows(self.rows)
 
     def _plot(self) -> None:
-        # A bare Figure (no pyplot) renders with Agg and leaves the notebook's backend alone.
-        epochs = [row["epoch"] for row in self.rows]
-        fig = Figure(figsize=(11, 4), layout="constrained")
-        loss, acc = fig.subplots(1, 2)
-        for key, label in (("train_loss", "train"), ("val_loss", "val")):
-            loss.plot(epochs, [row[key] for row in self.rows], marker=".", label=label)
-        for key, label in (("train_acc", "train acc"), ("val_acc", "val acc (WAR)"), ("val_uar", "val UAR"),
-                           ("val_macro_f1", "val macro-F1")):
-            acc.plot(epochs, [row[key] for row in self.rows], marker=".", label=label)
-        loss.set(title="loss", xlabel="epoch")
-        acc.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
-        for ax in (loss, acc):
-            ax.grid(alpha=0.3)
-            ax.legend()
-        save_png(fig, self.run_dir / "curves.png", dpi=100)
-        self._show_live()
-
-    def _show_live(self) -> None:
-        """In a notebook, show curves.png and replace it in place each epoch: the live training curves."""
-        if not show.in_notebook():  # a terminal: the PNG is enough
-            return
-        from IPython.display import Image, display
-
-        image = Image(filename=str(self.run_dir / "curves.png"))
-        if self.live_curves is None:
-            self.live_curves = display(image, display_id=True)
-        else:
-            self.live_curves.update(image)
+        save_png(curves_figure(self.rows), self.run_dir / "curves.png", dpi=100)
+        self.live_curves.show(self.run_dir / "curves.png")
 

@@ -15,7 +15,9 @@ What Accelerate does here, and what is written by hand (and why):
 
 Checkpoints: `last` at the end of every epoch and, with `checkpoint_every_steps` N, every N optimizer
 steps inside an epoch (always at the end of an accumulation window, so no gradient is pending);
-`best` whenever the validation metric (`early_stopping_metric`) improves. Resuming mid-epoch
+`best` whenever the validation metric (`early_stopping_metric`) improves. They go to the run folder the
+loop writes, which in Colab is a working copy on the runtime's disk; after each one `DriveSync`
+(drive_sync.py) decides whether the run folder on Drive is due for a copy. Resuming mid-epoch
 regenerates the epoch's order and skips the batches already trained, restores the RNG states and
 the running sums of the epoch's train metrics: the resumed run computes exactly what the
 uninterrupted one would. Metrics are logged before the epoch's checkpoint, so a crash between the
@@ -40,6 +42,7 @@ from tqdm.auto import tqdm
 from fer_lib.data.dataset import make_loader
 from fer_lib.metrics import classification_metrics
 from fer_lib.training import checkpoint
+from fer_lib.training.drive_sync import DriveSync
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
 from fer_lib.training.optim import build_scheduler, restore_schedule
@@ -65,8 +68,9 @@ class Progress:
 class Trainer:
     def __init__(self, *, model, optimizer, accelerator: Accelerator, train_items: TrainingItems,
                  val_items: TrainingItems, train_cfg, config: dict, split: dict, run_dir: Path, log: MetricsLog,
-                 progress: Progress, modalities: tuple[str, ...], num_workers: int, show_progress: bool = True):
-        self.model, self.optimizer, self.accelerator = model, optimizer, accelerator
+                 progress: Progress, modalities: tuple[str, ...], num_workers: int, show_progress: bool = True,
+                 sync: Optional[DriveSync] = None):
+        self.model, self.optimizer, self.accelerator, self.sync = model, optimizer, accelerator, sync
         self.cfg, self.config, self.split, self.run_dir, self.log = train_cfg, config, split, run_dir, log
         self.progress, self.modalities, self.show_progress = progress, modalities, show_progress
         rank, world = accelerator.process_index, accelerator.num_processes
@@ -109,7 +113,7 @@ class Trainer:
             if self.accelerator.is_main_process:
                 self.log.log(row)
                 tqdm.write(_summary(row, self.cfg.early_stopping_metric, improved))
-            self.save(("last", "best") if improved else ("last",))
+            self.save(("best", "last") if improved else ("last",))  # best first: `last` never names a newer best
         return p
 
     def _train_epoch(self, epoch: int) -> tuple[float, float]:
@@ -187,6 +191,8 @@ class Trainer:
                 self.run_dir,
                 names,
             )
+            if self.sync is not None:
+                self.sync.after_save(self.progress.epoch)
         self.accelerator.wait_for_everyone()
 
     def restore(self, state: dict) -> None:

@@ -1,0 +1,241 @@
+"""The simulated Colab: the notebooks as a person runs them in fresh Colab runtimes, by papermill.
+
+Each notebook runs in a kernel of its own with a `/content` of its own (FER_COLAB_CONTENT), as each
+Colab notebook gets a fresh runtime, and with the fake `google.colab` of tests/fake_colab imported at
+start, as Colab does. Google Drive is a folder of the test that the fake `drive.mount` shows at
+`/content/drive`; it is all that persists from one notebook to the next. The setup cell's REPO_URL
+form field is set to a local bare Git repository holding this checkout as it is, so the code the
+notebooks run is the code they cloned (the kernel's PYTHONPATH holds only the fake package). pip runs
+with PIP_NO_INDEX: it finds everything installed and may change nothing.
+
+Run All of 00 to 05 in smoke mode, in order (02 takes the code from a copy on Drive instead of git),
+with Drive unmounted in 03 after the copy of epoch 1 and back after epoch 2; then the ways the setup
+cell stops (the placeholder REPO_URL, a wrong one) and a fixable error shown as one line.
+`EXTRA_PARAMETERS` adds parameters per notebook (e.g. 01's DOWNLOAD against a local HTTP server).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+from fer_lib import notebook_tools
+from fer_lib.training import checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"
+NOTEBOOKS = [py.stem for py, _ in notebook_tools.pairs()]
+EXTRA_PARAMETERS = {"03_training": {"SYNC_MINUTES": 0}}  # copy to Drive after every epoch: the drop is seen
+DROP_MESSAGE = "Google Drive is not mounted (or disconnected): training goes on"
+
+
+def bare_repository(destination: Path) -> str:
+    """A file:// URL of a bare Git repository holding this checkout's files as they are now."""
+    work = destination / "checkout"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, work / name)
+    git = ["git", "-c", "user.name=simulated colab", "-c", "user.email=colab@example.invalid"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "this checkout"]):
+        subprocess.run(git + command, cwd=work, check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(destination / "fer_lib.git")], check=True)
+    return f"file://{destination / 'fer_lib.git'}"
+
+
+class Colab:
+    """Fresh Colab runtimes sharing one Google Drive (`drive`, holding MyDrive/)."""
+
+    def __init__(self, root: Path, repo_url: str):
+        self.root, self.repo_url = root, repo_url
+        self.drive = root / "google_drive"
+        (self.drive / "MyDrive").mkdir(parents=True)
+        startup = root / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        (startup / "00-colab.py").write_text("import google.colab\n")
+
+    @property
+    def fer(self) -> Path:
+        """MyDrive/fer: the notebooks' default root in Colab."""
+        return self.drive / "MyDrive" / "fer"
+
+    def content(self, runtime: str) -> Path:
+        """The runtime's /content."""
+        return self.root / f"content_{runtime}"
+
+    def log(self, runtime: str) -> list[dict]:
+        path = self.content(runtime) / "fake_colab.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def run(self, name: str, parameters: dict, form: dict | None = None, drop: dict | None = None,
+            runtime: str | None = None):
+        """Run notebook `name` in a fresh runtime (named `runtime`, default `name`); returns the executed
+        notebook. A failed cell raises PapermillExecutionError; the notebook is saved anyway (`executed`)."""
+        runtime = runtime or name
+        content = self.content(runtime)
+        content.mkdir()
+        env = {"FER_COLAB_CONTENT": str(content), "FAKE_COLAB_DRIVE": str(self.drive),
+               "FAKE_COLAB_LOG": str(content / "fake_colab.jsonl"), "IPYTHONDIR": str(self.root / "ipython"),
+               "PYTHONPATH": str(FAKE_COLAB), "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+               "FAKE_COLAB_DRIVE_DROP": json.dumps(drop) if drop else ""}
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            return notebook_tools.execute(notebook_tools.NOTEBOOK_DIR / f"{name}.ipynb", self.executed(runtime),
+                                          parameters, cwd=content, form={"REPO_URL": self.repo_url, **(form or {})})
+
+    def executed(self, runtime: str):
+        return self.content(runtime) / "executed.ipynb"
+
+    def code_cells(self, runtime: str) -> list:
+        return [cell for cell in nbformat.read(self.executed(runtime), as_version=4).cells if cell.cell_type == "code"]
+
+
+@pytest.fixture(scope="module")
+def colab(synthetic_cache, tmp_path_factory) -> Colab:
+    """A simulated Colab whose Drive holds the session's synthetic clips and their cache (saves regenerating)."""
+    root = tmp_path_factory.mktemp("colab")
+    simulated = Colab(root, bare_repository(root))
+    shutil.copytree(synthetic_cache.clips.root, simulated.fer / "ravdess")
+    shutil.copytree(synthetic_cache.root, simulated.fer / "cache" / "preprocessed")
+    shutil.copytree(root / "checkout", simulated.fer / "code", ignore=shutil.ignore_patterns(".git"))  # a copy on Drive
+    return simulated
+
+
+@pytest.fixture(scope="module")
+def run_all(colab) -> dict:
+    """00 to 05 in order, in smoke mode, each in a fresh runtime: {name: executed notebook}."""
+    executed = {}
+    for name in NOTEBOOKS:
+        form, drop = {}, None
+        if name == "02_model_smoke_test":  # the code from a copy of the repository on Drive
+            form = {"REPO_URL": str(colab.content(name) / "drive" / "MyDrive" / "fer" / "code")}
+        if name == "03_training":  # Drive gone between epochs: unmounted when epoch 1 is done, back after epoch 2
+            drop = {"watch": str(colab.content(name) / "fer_local" / "runs" / "smoke" / "metrics.json"),
+                    "mountpoint": str(colab.content(name) / "drive"), "unmount_at": 1, "mount_at": 2}
+        executed[name] = colab.run(name, {"SMOKE": True, **EXTRA_PARAMETERS.get(name, {})}, form, drop)
+    return executed
+
+
+def outputs(notebook, kind: str = "") -> list[dict]:
+    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+            if not kind or out.get("output_type") == kind]
+
+
+def text_of(notebook) -> str:
+    """Everything a person reads in the notebook's outputs: streams, markdown and plain text."""
+    parts = []
+    for out in outputs(notebook):
+        parts.append(out.get("text", ""))
+        data = out.get("data", {})
+        parts.append(data.get("text/markdown", "") + data.get("text/plain", ""))
+    return "".join(parts)
+
+
+# What each notebook must leave on Drive (MyDrive/fer), beyond finishing without an error.
+LEAVES = {
+    "00_setup_mount": ["runs", "predictions"],
+    "01_data_check": ["cache/preprocessed/report.json"],
+    "02_model_smoke_test": [],
+    "03_training": ["runs/smoke/checkpoints/best", "runs/smoke/curves.png"],
+    "04_evaluation": ["runs/smoke/eval"],
+    "05_predict_your_video": ["predictions/long_clip/timeline.png"],
+    "06_cross_validation": ["cv/smoke/summary.json", "cv/smoke/results_readme.md", "cv/smoke/fold_0/layer_weights.png"],
+}
+
+
+def test_run_all_in_fresh_runtimes(run_all, colab):
+    for name, notebook in run_all.items():
+        assert all(cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code"), name
+        for relative in LEAVES.get(name, []):
+            assert (colab.fer / relative).exists(), f"{name} did not write {relative}"
+        assert (colab.content(name) / "fer_lib" / "fer_lib" / "__init__.py").is_file()  # the code it ran
+        assert "Requirement already satisfied" in text_of(notebook), name  # pip's output is shown
+        assert {"event": "enable_custom_widget_manager"} in colab.log(name), name  # tqdm bars render
+        assert "<Figure size" not in text_of(notebook), name  # figures are images, not text
+    assert not (colab.content("02_model_smoke_test") / "fer_lib" / ".git").exists()  # copied from Drive, not cloned
+    assert (colab.content("01_data_check") / "fer_local" / "cache" / "preprocessed" / "manifest.json").is_file()
+
+
+def test_training_survives_drive_going_away(run_all, colab):
+    """03: Drive unmounted after epoch 1's checkpoint, back after epoch 2's: training went on, the message was
+    shown once, nothing went into the unmounted folder (the fake refuses to mount over files), and the run
+    on Drive is the whole run. (The last unmount is the notebook's flush at the end.)"""
+    events = [event["event"] for event in colab.log("03_training") if event["event"] in ("mount", "unmount")]
+    assert events == ["mount", "unmount", "mount", "unmount"]
+    assert text_of(run_all["03_training"]).count(DROP_MESSAGE) == 1
+    local = colab.content("03_training") / "fer_local" / "runs" / "smoke"
+    drive = colab.fer / "runs" / "smoke"
+    assert (drive / "metrics.json").read_text() == (local / "metrics.json").read_text()
+    assert len(json.loads((drive / "metrics.json").read_text())) == 2
+    for name in ("last", "best"):
+        assert checkpoint.load(drive / "checkpoints" / name).progress == \
+            checkpoint.load(local / "checkpoints" / name).progress
+
+
+def test_each_figure_once_as_an_image(run_all, colab):
+    """04: the confusion matrix (clips and row percentages) appears once, as the PNG the evaluation wrote."""
+    notebook = run_all["04_evaluation"]
+    confusion = next((colab.fer / "runs" / "smoke" / "eval").glob("*/av/confusion.png"))
+    images = [out["data"]["image/png"] for out in outputs(notebook) if "image/png" in out.get("data", {})]
+    assert images.count(base64.b64encode(confusion.read_bytes()).decode()) == 1
+    assert "The original videos are not available" not in text_of(notebook)  # 04 passes the RAVDESS folder
+
+
+def first_cell_error(colab: Colab, name: str, form: dict, runtime: str) -> dict:
+    with pytest.raises(PapermillExecutionError):
+        colab.run(name, {"SMOKE": True}, form, runtime=runtime)
+    cells = colab.code_cells(runtime)
+    assert not any(cell.get("execution_count") for cell in cells[1:])  # Run All stopped at the setup cell
+    return next(out for out in cells[0].outputs if out.output_type == "error")
+
+
+def test_setup_cell_stops_on_the_placeholder(colab):
+    error = first_cell_error(colab, "00_setup_mount", {"REPO_URL": notebook_tools.REPO_URL}, "placeholder")
+    assert error["ename"] == "SystemExit" and "Set REPO_URL in the form above" in error["evalue"]
+
+
+def test_setup_cell_shows_gits_message_for_a_wrong_url(colab, tmp_path):
+    error = first_cell_error(colab, "05_predict_your_video", {"REPO_URL": f"file://{tmp_path}/nothing.git"},
+                             "wrong_url")
+    assert error["ename"] == "SystemExit"
+    assert "does not appear to be a git repository" in error["evalue"] and "Check REPO_URL" in error["evalue"]
+
+
+def test_a_fixable_error_is_one_line_and_stops_run_all(run_all, colab):
+    """A FerError (here: no such run) shows as its one line, not a traceback, and the cells after it do not run."""
+    with pytest.raises(PapermillExecutionError):
+        colab.run("04_evaluation", {"RUN_NAME": "no_such_run"}, runtime="one_line")
+    cells = colab.code_cells("one_line")
+    failed = next(i for i, cell in enumerate(cells) if any(out.output_type == "error" for out in cell.outputs))
+    error = next(out for out in cells[failed].outputs if out.output_type == "error")
+    assert error["ename"] == "CheckpointError" and len(error["traceback"]) == 1
+    assert "checkpoint not found" in error["traceback"][0] and "Traceback" not in error["traceback"][0]
+    assert not any(cell.get("execution_count") for cell in cells[failed + 1:])
+
+
+def test_training_plan_warns_without_a_gpu(capsys):
+    """03 before training: the memory estimate against Colab's GPUs and the one it sees, or a warning without one."""
+    import torch
+
+    from fer_lib import show
+
+    show.training_plan("lightweight", 8)
+    out, err = capsys.readouterr()
+    assert "Training memory of `lightweight` at batch 8" in out and "| A100 80 GB | 80 | yes |" in out
+    if torch.cuda.is_available():
+        assert "| this runtime: " in out
+    else:
+        assert "This runtime has no GPU" in err and "'lightweight' would be very slow" in err
+    show.training_plan("tiny", 8)
+    assert "no GPU" not in capsys.readouterr().err  # tiny is meant for a CPU
