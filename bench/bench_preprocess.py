@@ -5,9 +5,10 @@
 Clips: synthetic RAVDESS-format files (1280x720, 30 fps, H.264 + AAC 48 kHz stereo) of `--seconds`.
 Reference: imageio-ffmpeg's binary decoding the whole file, both streams, to null
 (`ffmpeg -i clip -f null -`, FFmpeg's default threads), median over repeats.
-1 worker: the steady per-clip time of `fer_lib.preprocess.process_clip` + the cache write (model
-built and warmed up first), median over clips x 3 repeats, each run right after the FFmpeg decode
-of the same clip so that both see the same machine load. N workers: `preprocess(..., workers=N)`
+1 worker: the steady per-clip time of `fer_lib.data.preprocessing.process_clip` + encoding the entry
+(JPEG crops, int16 audio) and staging it, as a worker does (model built and warmed up first), median
+over clips x 3 repeats, each run right after the FFmpeg decode of the same clip so that both see the
+same machine load. N workers: `preprocess(..., workers=N)`
 on the clips; the effective time per clip is the mean per-clip time inside the workers divided by
 N (throughput once the workers run), against FFmpeg timed just before and after; the end-to-end
 wall time including process start is printed too.
@@ -65,23 +66,23 @@ def single_worker_seconds(paths: list[Path], cache: Path, repeats: int = 3) -> t
     import torch
 
     from fer_lib.config import PreprocessConfig
+    from fer_lib.data.cache import Staging, encode_entry, source_key
     from fer_lib.data.faces import FaceTracker
-    from fer_lib.data.cache import write_entry
-    from fer_lib.preprocess import TORCH_THREADS, process_clip
+    from fer_lib.data.preprocessing import TORCH_THREADS, process_clip
 
     previous = torch.get_num_threads()
     torch.set_num_threads(TORCH_THREADS)  # as preprocess() does
     try:
         config = PreprocessConfig()
         tracker = FaceTracker(config).warmup()
-        cache.mkdir(parents=True, exist_ok=True)
+        staging = Staging(cache / ".staging", cache, "bench").open()
         ours, ffmpeg = [], []
         for _ in range(repeats):
             for path in paths:
                 ffmpeg.append(ffmpeg_decode_seconds(path))
                 start = time.perf_counter()
                 arrays, _ = process_clip(path, config, tracker)
-                write_entry(cache, path.stem, arrays)
+                staging.put(path.stem, encode_entry(arrays, source_key(path)))
                 ours.append(time.perf_counter() - start)
         return ours, ffmpeg
     finally:
@@ -91,7 +92,7 @@ def single_worker_seconds(paths: list[Path], cache: Path, repeats: int = 3) -> t
 def run(n_clips: int = 6, workers: Sequence[int] = (1, 0), seconds: float = 3.5, work_dir: Optional[str] = None,
         verbose: bool = True) -> dict:
     """Measure; `workers` 0 means os.cpu_count(). Returns the figures as a dict."""
-    from fer_lib.preprocess import preprocess
+    from fer_lib.data.preprocessing import preprocess
 
     try:
         from bench.machine import describe_machine
@@ -123,10 +124,11 @@ def run(n_clips: int = 6, workers: Sequence[int] = (1, 0), seconds: float = 3.5,
                 wall = time.perf_counter() - start
                 reference = statistics.median([before] + [ffmpeg_decode_seconds(p) for p in paths])
                 latency = summary["seconds_per_new_clip"]
-                effective = latency / min(n, n_clips)
+                effective = latency / summary["workers"]
                 entry = {"s_per_clip": round(effective, 4), "ratio_to_ffmpeg": round(effective / reference, 2),
                          "ffmpeg_decode_s_per_clip": round(reference, 4), "latency_s_per_clip": round(latency, 4),
                          "wall_s_total_with_startup": round(wall, 2)}
+                n = summary["workers"]  # at most one per CLIPS_PER_WORKER clips start
             result[f"workers_{n}"] = entry
             if verbose:
                 extra = f", wall {entry['wall_s_total_with_startup']} s for {n_clips} clips incl. start" if n > 1 else ""

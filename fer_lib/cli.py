@@ -28,7 +28,7 @@ import re
 import sys
 from typing import Callable, Optional
 
-from fer_lib.errors import FerError, one_line
+from fer_lib.errors import FerError, describe_os_error, one_line
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -73,13 +73,6 @@ def command(interrupted: str = "stopped; run the same command again to continue"
         return run
 
     return wrap
-
-
-def describe_os_error(exc: OSError) -> str:
-    """'No space left on device: /content/drive/...' and the like, one line."""
-    what = exc.strerror or one_line(exc)
-    where = f": {exc.filename}" if exc.filename else ""
-    return f"{what}{where}"
 
 
 def int_range(low: Optional[int] = None, high: Optional[int] = None) -> Callable[[str], int]:

@@ -8,7 +8,10 @@ Every step resumes: run it again and finished steps are skipped. `--notebooks` t
 the numbered notebooks headless against the same root, in smoke mode, into `<out>/notebooks/`.
 
 The `ensure_*` steps are also what the notebooks call in smoke mode (`SMOKE = True`), so each
-notebook runs alone in a fresh runtime on synthetic data.
+notebook runs alone in a fresh runtime on synthetic data. Smoke mode works in a scratch root
+(`paths.default_layout(..., smoke=True)`: `MyDrive/fer/smoke/` in Colab): synthetic clips, their
+cache and the smoke runs never go into the user's ravdess/, cache/ or runs/ on Drive, and
+`ensure_clips` refuses any other root on Drive.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ from pathlib import Path
 from fer_lib import cli
 from fer_lib.config import TrainConfig
 from fer_lib.data import synthetic
+from fer_lib.data.index import DataError
 from fer_lib.paths import DriveLayout
 
 SMOKE_RUN = "smoke"
 
 
 def ensure_clips(layout: DriveLayout, actors: int = 8, repeats: int = 1, seed: int = 0) -> Path:
-    """Synthetic RAVDESS-format clips in `ravdess/`, unless clips are already there."""
+    """Synthetic RAVDESS-format clips in `ravdess/` of a scratch root, unless clips are already there."""
+    if not layout.is_scratch:
+        raise DataError(f"synthetic clips go into a scratch root, not into {layout.ravdess} on Google Drive, where "
+                        "they would mix with RAVDESS: use default_layout(ROOT, LOCAL, smoke=True)")
     if not any(layout.ravdess.rglob("*.mp4")):
         synthetic.generate_dataset(layout.ravdess, actors=actors, repeats=repeats, seed=seed)
     return layout.ravdess

@@ -13,6 +13,9 @@ Run All stops there.
 
 from __future__ import annotations
 
+import errno
+from typing import Optional
+
 
 class FerError(ValueError):
     """A problem with the input or the environment that a person can fix; the message is one line.
@@ -29,3 +32,41 @@ def one_line(exc: BaseException) -> str:
     """The exception's text with line breaks and runs of spaces collapsed to single spaces
     (library messages, e.g. transformers' or torch's, often span several lines)."""
     return " ".join(str(exc).split())
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'No space left on device: /content/drive/...' and the like, one line."""
+    what = exc.strerror or one_line(exc)
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{what}{where}"
+
+
+# Faults of the machine, not of the file being read or written: no space, quota, I/O error, no
+# permission, read-only file system, a Drive mount that went away (ENOTCONN, ESTALE), a file that
+# vanished under a running process. Work that meets one stops; it is never recorded as a fault of
+# the clip (or checkpoint) it was working on.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS,
+                                errno.ENOTCONN, errno.ESTALE, errno.ENOENT})
+
+
+def environment_fault(exc: BaseException) -> Optional[OSError]:
+    """The OSError of the machine behind `exc`, or None when `exc` is about the data itself.
+
+    Follows the exception's cause and context, because a library often reports an OSError wrapped
+    in its own error (PyAV's errors, fer_lib's ClipError raised while handling one)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class MachineFault(FerError):
+    """Work stopped on a fault of the machine (`environment_fault`), not of the data it was working on."""
+
+    def __init__(self, work: str, fault: OSError, then: str):
+        super().__init__(f"{work} stopped: {describe_os_error(fault)} (a fault of the machine, not of the data: "
+                         f"nothing was recorded against a clip); {then}")
+        self.fault = fault

@@ -177,7 +177,7 @@ def load_media(cache_dir: Optional[str | Path], clip_path: str) -> Optional[dict
     for path in candidates:
         try:
             entry = cache.read_entry(path)
-            rate = cache.manifest_config(path.parent).input.sample_rate
+            rate = cache.manifest_config(cache.cache_dir_of(path)).input.sample_rate
         except (FerError, OSError, KeyError, ValueError):
             continue
         return {"frames": entry["frames"], "audio": entry["audio"][: int(entry["audio_length"])].astype(np.float32),

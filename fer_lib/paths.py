@@ -1,7 +1,9 @@
 """The Drive layout of `drive_layout.md`, in code: every path a notebook or command uses.
 
 One root holds everything (default `MyDrive/fer` on Google Drive; any local folder elsewhere).
-`local` is the runtime's fast disk that hot data is copied to (on Colab `/content/fer_local`).
+`local` is the runtime's fast disk (on Colab `/content/fer_local`): hot copies of what is on Drive,
+and what is big and can be fetched again (the RAVDESS zips, their extracted clips, the clips of
+actors whose cache shard is not written yet).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fer_lib import colab
 
 COLAB_DRIVE_ROOT = colab.DRIVE_MOUNT / "MyDrive" / "fer"
 COLAB_LOCAL_ROOT = colab.CONTENT / "fer_local"
+SMOKE_FOLDER = "smoke"  # the scratch root of SMOKE mode, inside the Drive root
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,37 @@ class DriveLayout:
         return cls(root=root, local=Path(local).expanduser() if local else root / "local")
 
     @property
+    def on_drive(self) -> bool:
+        """True when the root lies in the Google Drive mount, where the user's own data lives."""
+        return self.root.absolute().is_relative_to(colab.DRIVE_MOUNT)
+
+    @property
+    def is_scratch(self) -> bool:
+        """True off Drive, or for SMOKE mode's own root on Drive: where synthetic clips may be written."""
+        return not self.on_drive or self.root.name == SMOKE_FOLDER
+
+    @property
     def ravdess(self) -> Path:
         return self.root / "ravdess"
 
     @property
     def preprocessed(self) -> Path:
         return self.root / "cache" / "preprocessed"
+
+    @property
+    def downloads(self) -> Path:
+        """The RAVDESS zips while they are downloaded and until their actor is cached."""
+        return self.local / "downloads"
+
+    @property
+    def local_ravdess(self) -> Path:
+        """The audio-visual clips extracted from the zips (`Actor_XX/`), until their actor is cached."""
+        return self.local / "ravdess"
+
+    @property
+    def staging(self) -> Path:
+        """Finished clips of actors whose cache shard is not written yet (`fer_lib.data.cache.Staging`)."""
+        return self.local / "staging"
 
     @property
     def local_preprocessed(self) -> Path:
@@ -68,10 +96,25 @@ class DriveLayout:
         return self
 
 
-def default_layout(root: str | Path | None = None, local: str | Path | None = None) -> DriveLayout:
-    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given (None or "": the default)."""
-    if not root:
-        root = COLAB_DRIVE_ROOT if colab.in_colab() else Path("demo_out")
+def default_layout(root: str | Path | None = None, local: str | Path | None = None, smoke: bool = False) -> DriveLayout:
+    """The notebooks' layout: Drive in Colab, `./demo_out` elsewhere, unless `root` is given (None or "": the default).
+
+    `smoke` (the notebooks' SMOKE mode: synthetic clips, `tiny`): without a `root`, in Colab, a scratch
+    root of its own, `MyDrive/fer/smoke/` (hot copies in `<local>/smoke/`): the smoke notebooks still
+    hand their results to one another across runtimes, and synthetic clips, their cache and the smoke
+    runs never land in the user's ravdess/, cache/ or runs/. A given `root` is used as it is (the tests
+    and the demo pass a scratch folder).
+    """
     if not local and colab.in_colab():
         local = COLAB_LOCAL_ROOT
+    if not root and smoke and colab.in_colab():
+        return DriveLayout.at(COLAB_DRIVE_ROOT / SMOKE_FOLDER, Path(local) / SMOKE_FOLDER)
+    if not root:
+        root = COLAB_DRIVE_ROOT if colab.in_colab() else Path("demo_out")
     return DriveLayout.at(root, local)
+
+
+def default_staging(cache_dir: str | Path) -> Path:
+    """Where preprocessing stages the finished clips of unfinished actors when no folder is given: the
+    runtime's local disk in Colab (not Drive), else a hidden `.staging/` folder inside the cache."""
+    return COLAB_LOCAL_ROOT / "staging" if colab.in_colab() else Path(cache_dir).expanduser() / ".staging"

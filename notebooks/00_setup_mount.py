@@ -72,6 +72,6 @@ for key, value in describe_runtime().items():
 # `Video_Speech_Actor_XX.zip` files (or the unpacked `Actor_XX/` folders) into `ravdess/`.
 
 # %%
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 for name in ("root", "ravdess", "preprocessed", "local"):
     print(f"{name:>12}: {getattr(layout, name)}")

@@ -1,16 +1,22 @@
 # %% [markdown]
-# # 01 · Data check: what is on Drive, what the model will see
+# # 01 · Data check: get RAVDESS, check it, build the cache
 #
 # RAVDESS users most often get lost here, so this notebook says exactly what it found and what it
 # expected. It
-# 1. finds RAVDESS under `ravdess/` on Drive: the `Video_Speech_Actor_XX.zip` files (unpacked once)
-#    or the `Actor_XX/` folders — 60 audio-visual speech clips per actor, 1440 in all;
-# 2. opens every clip and reports each one it cannot use, and why (bad name, truncated file, no audio…);
+# 1. gets the data. If you put the `Video_Speech_Actor_XX.zip` files or the `Actor_XX/` folders in
+#    `ravdess/` on Drive, it uses those. Otherwise, with `DOWNLOAD = True`, it downloads RAVDESS from
+#    its home on Zenodo, actor by actor: each zip goes to the runtime's local disk, its 60
+#    audio-visual speech clips are preprocessed into the cache on Drive, and the zip is deleted.
+#    Before writing to Drive it prints how much the cache will take and the free space it sees;
+#    when that does not fit, it stops and says so;
+# 2. reports what the cache holds against what RAVDESS has (60 audio-visual speech clips per actor,
+#    1440 in all), and every clip it could not use, and why (bad name, truncated file, no face…);
 # 3. shows one clip as preprocessing sees it: the face box and landmarks over time, the face crops,
 #    and the audio window;
-# 4. builds (or resumes) the one-time preprocessing cache, then copies it to the runtime's local disk.
+# 4. copies the cache to the runtime's local disk, where training reads it.
 #
-# With `SMOKE = True` it runs on synthetic RAVDESS-format clips instead (what the tests do).
+# With `SMOKE = True` it runs on synthetic RAVDESS-format clips in a scratch folder instead (what the
+# tests do); your `ravdess/` and `cache/` on Drive are not touched.
 
 # %%
 #@title Setup: get the code
@@ -45,38 +51,48 @@ if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and imp
 #@markdown `LOCAL`: the runtime's fast disk for hot copies (empty: /content/fer_local in Colab).
 ROOT = ""  #@param {type:"string"}
 LOCAL = ""  #@param {type:"string"}
-#@markdown `SMOKE`: synthetic clips when ravdess/ is empty, so the notebook runs anywhere;
-#@markdown `WORKERS`: preprocessing processes (a Colab A100 runtime has 12 CPU cores).
+#@markdown `SMOKE`: synthetic clips in a scratch folder on the runtime's disk, so the notebook runs anywhere.
 SMOKE = False  #@param {type:"boolean"}
-WORKERS = 2  #@param {type:"integer"}
+#@markdown `DOWNLOAD`: fetch RAVDESS from Zenodo when `ravdess/` on Drive is empty and the cache is incomplete;
+#@markdown `ACTORS`: the actors to get, e.g. "1-4" for a first look (about 2.2 GB to download instead of 13.4 GB).
+DOWNLOAD = True  #@param {type:"boolean"}
+ACTORS = "1-24"  #@param {type:"string"}
+#@markdown `WORKERS`: preprocessing processes (0: one per CPU core; a Colab A100 runtime has 12).
+WORKERS = 0  #@param {type:"integer"}
 
 # %%
 from fer_lib import demo, show
 from fer_lib.colab import mount_drive
 from fer_lib.data import cache
-from fer_lib.data.index import check_data
+from fer_lib.data.download import actor_list, ensure_dataset, inspect_example
 from fer_lib.paths import default_layout
-from fer_lib.preprocess import inspect_clip, preprocess
 
 mount_drive()
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 if SMOKE:
     demo.ensure_clips(layout)
 
 # %% [markdown]
-# ## Integrity report
-# Every file under `ravdess/` is indexed from its name (`modality-vocal-emotion-intensity-statement-repetition-actor`)
-# and opened. Video-only (`02-…`) and song files are counted and set aside; anything unusable is listed
-# with its reason and saved as `report.json` / `problems.csv` next to the cache.
+# ## Getting the data
+# RAVDESS is licensed CC BY-NC-SA 4.0 (non-commercial, share-alike); the download prints the
+# licence and the citation first. Every zip's md5 checksum is verified. Interrupted (a disconnect,
+# the stop button), the same cell resumes: cached actors are skipped, a finished zip is not
+# downloaded again, a partial one continues where it stopped. One bar counts the bytes, the other the
+# clips; the preprocessing of the actors already downloaded runs while the next ones download.
 
 # %%
-index = check_data(layout.ravdess, out_dir=layout.preprocessed)
+ensure_dataset(layout, download_missing=DOWNLOAD, actors=actor_list(ACTORS), workers=WORKERS or None)
 
 # %% [markdown]
-# Each cell counts the clips of one actor and emotion; green means all expected clips are there
-# (4 for neutral, which has no strong intensity, 8 for the others).
+# ## Integrity report
+# What the cache holds, per actor and emotion, against what RAVDESS has. Video-only (`02-…`) and
+# song files are counted and set aside; anything unusable is listed with its reason and saved as
+# `report.json` / `problems.csv` in the cache folder. Green cells hold every expected clip (4 for
+# neutral, which has no strong intensity, 8 for the others).
 
 # %%
+index = cache.as_index(layout.preprocessed)
+print(index.summary())
 show.data_check(index)
 
 # %% [markdown]
@@ -84,20 +100,18 @@ show.data_check(index)
 # One 3-second window is placed on the speech (by audio energy) and shared by both modalities. In that
 # window, 16 frames are taken; MTCNN finds the face on a few downscaled keyframes and tracks it on all 16,
 # giving a face box (dashed where the face was filled in from its neighbours) and 5 landmarks per frame.
+# Downloaded clips are deleted once cached; then the cached crops are shown instead of whole frames.
 
 # %%
-print(index.clips[0].path.name)
-show.clip_inspection(inspect_clip(index.clips[0].path))
+show.clip_inspection(inspect_example(layout))
 
 # %% [markdown]
 # ## The preprocessing cache
 # Decoding mp4 files and finding faces on every epoch is what makes naive training slow, so every clip
-# is decoded once into one cache file. The run resumes where it stopped; a re-run with nothing new
-# takes seconds. Changing a preprocessing parameter needs a new cache folder: the manifest refuses to
-# mix two settings. Many small files on Drive are slow to read, so the cache is then copied to the
-# runtime's local disk, where training reads it.
+# is decoded once into the cache: one file per actor (a shard), with the face crops as JPEG and the
+# audio as 16-bit samples, about 0.3 MB a clip. Changing a preprocessing parameter needs a new cache
+# folder: the manifest refuses to mix two settings. Training reads a copy on the runtime's local disk.
 
 # %%
-summary = preprocess(layout.ravdess, layout.preprocessed, workers=WORKERS)
 cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)
 print(f"cache ready for training: {layout.local_preprocessed}")

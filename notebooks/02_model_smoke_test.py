@@ -62,7 +62,7 @@ from fer_lib.models.sizes import estimate_training_memory, format_parameter_tabl
 from fer_lib.paths import default_layout
 
 mount_drive()
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 if SMOKE:
     PRESET = "tiny"
     demo.ensure_cache(layout)  # synthetic clips and their cache, made only where missing

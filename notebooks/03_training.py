@@ -83,7 +83,7 @@ from fer_lib.paths import default_layout
 from fer_lib.train import STAGE3_PARTS, stage3_config, train
 
 mount_drive()
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 if SMOKE:
     demo.ensure_cache(layout)  # synthetic clips and their cache, made only where missing
 cache_dir = cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)  # read every epoch: local disk

@@ -60,7 +60,7 @@ from fer_lib.explorer import explore
 from fer_lib.paths import default_layout
 
 mount_drive()
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
     RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
 cache_dir = cache.copy_to_local(layout.preprocessed, layout.local_preprocessed)  # the cache on local disk

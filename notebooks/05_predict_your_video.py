@@ -53,7 +53,7 @@ from fer_lib.paths import default_layout
 from fer_lib.predict import predict_video
 
 mount_drive()
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 if SMOKE:  # synthetic clips, their cache and a 2-epoch tiny run, made only where missing
     RUN_NAME = demo.ensure_run(layout, epochs=2).run_dir.name
     VIDEO = VIDEO or demo.ensure_long_clip(layout)

@@ -68,7 +68,7 @@ from fer_lib.paths import default_layout
 from fer_lib.results import results_markdown
 
 mount_drive()
-layout = default_layout(ROOT, LOCAL).create()
+layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 model_config, train_config = get_recipe(RECIPE)
 folds = None if FOLDS == "all" else [int(k) for k in FOLDS.split(",")]
 source, local_cache = layout.preprocessed, layout.local_preprocessed  # read at full speed from the runtime's disk

@@ -63,3 +63,82 @@ def synthetic_cache(synthetic_clips, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     summary = preprocess(synthetic_clips.root, cache, workers=1, progress=False, verbose=False)
     return SimpleNamespace(root=cache, summary=summary, clips=synthetic_clips)
+
+
+class SmallDisk:
+    """A folder that holds about `capacity` bytes, for faults of a full disk.
+
+    A real file system (a tmpfs mounted there) where this machine lets the tests mount one; elsewhere
+    every file opened for writing under it with `open` raises ENOSPC once the folder would exceed
+    its capacity (a patched `open`, so only in this process).
+    """
+
+    def __init__(self, path: Path, capacity: int, monkeypatch):
+        import builtins
+        import subprocess
+
+        path.mkdir(parents=True)
+        self.path, self.capacity = path, capacity
+        self.mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={capacity}", "tmpfs", str(path)],
+                                      capture_output=True).returncode == 0
+        if not self.mounted:
+            real_open = builtins.open
+
+            def limited_open(file, mode="r", *args, **kwargs):
+                handle = real_open(file, mode, *args, **kwargs)
+                inside = isinstance(file, (str, os.PathLike)) and Path(file).absolute().is_relative_to(path.absolute())
+                return _LimitedFile(handle, self, str(file)) if inside and set(mode) & set("wax+") else handle
+
+            monkeypatch.setattr(builtins, "open", limited_open)
+
+    def used(self) -> int:
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+    def resize(self, capacity: int) -> None:
+        import subprocess
+
+        self.capacity = capacity
+        if self.mounted:
+            subprocess.run(["mount", "-o", f"remount,size={capacity}", str(self.path)], check=True)
+
+    def close(self) -> None:
+        import subprocess
+
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.path)], check=True)
+
+
+class _LimitedFile:
+    def __init__(self, handle, disk: SmallDisk, name: str):
+        self._handle, self._disk, self._name = handle, disk, name
+
+    def write(self, data):
+        import errno
+
+        self._handle.flush()
+        if self._disk.used() + len(data) > self._disk.capacity:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._name)
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """`small_disk(capacity)` -> a SmallDisk under tmp_path (unmounted at the end of the test)."""
+    disks = []
+
+    def make(capacity: int) -> SmallDisk:
+        disks.append(SmallDisk(tmp_path / f"disk{len(disks)}", capacity, monkeypatch))
+        return disks[-1]
+
+    yield make
+    for disk in disks:
+        disk.close()

@@ -69,6 +69,11 @@ class Colab:
         """MyDrive/fer: the notebooks' default root in Colab."""
         return self.drive / "MyDrive" / "fer"
 
+    @property
+    def smoke(self) -> Path:
+        """MyDrive/fer/smoke: the root of SMOKE mode, where the smoke notebooks hand results to one another."""
+        return self.fer / "smoke"
+
     def content(self, runtime: str) -> Path:
         """The runtime's /content."""
         return self.root / f"content_{runtime}"
@@ -106,8 +111,8 @@ def colab(synthetic_cache, tmp_path_factory) -> Colab:
     """A simulated Colab whose Drive holds the session's synthetic clips and their cache (saves regenerating)."""
     root = tmp_path_factory.mktemp("colab")
     simulated = Colab(root, bare_repository(root))
-    shutil.copytree(synthetic_cache.clips.root, simulated.fer / "ravdess")
-    shutil.copytree(synthetic_cache.root, simulated.fer / "cache" / "preprocessed")
+    shutil.copytree(synthetic_cache.clips.root, simulated.smoke / "ravdess")
+    shutil.copytree(synthetic_cache.root, simulated.smoke / "cache" / "preprocessed")
     shutil.copytree(root / "checkout", simulated.fer / "code", ignore=shutil.ignore_patterns(".git"))  # a copy on Drive
     return simulated
 
@@ -121,7 +126,7 @@ def run_all(colab) -> dict:
         if name == "02_model_smoke_test":  # the code from a copy of the repository on Drive
             form = {"REPO_URL": str(colab.content(name) / "drive" / "MyDrive" / "fer" / "code")}
         if name == "03_training":  # Drive gone between epochs: unmounted when epoch 1 is done, back after epoch 2
-            drop = {"watch": str(colab.content(name) / "fer_local" / "runs" / "smoke" / "metrics.json"),
+            drop = {"watch": str(colab.content(name) / "fer_local" / "smoke" / "runs" / "smoke" / "metrics.json"),
                     "mountpoint": str(colab.content(name) / "drive"), "unmount_at": 1, "mount_at": 2}
         executed[name] = colab.run(name, {"SMOKE": True, **EXTRA_PARAMETERS.get(name, {})}, form, drop)
     return executed
@@ -142,7 +147,7 @@ def text_of(notebook) -> str:
     return "".join(parts)
 
 
-# What each notebook must leave on Drive (MyDrive/fer), beyond finishing without an error.
+# What each notebook must leave on Drive (in SMOKE mode's root, MyDrive/fer/smoke), beyond finishing without an error.
 LEAVES = {
     "00_setup_mount": ["runs", "predictions"],
     "01_data_check": ["cache/preprocessed/report.json"],
@@ -158,13 +163,14 @@ def test_run_all_in_fresh_runtimes(run_all, colab):
     for name, notebook in run_all.items():
         assert all(cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code"), name
         for relative in LEAVES.get(name, []):
-            assert (colab.fer / relative).exists(), f"{name} did not write {relative}"
+            assert (colab.smoke / relative).exists(), f"{name} did not write {relative}"
         assert (colab.content(name) / "fer_lib" / "fer_lib" / "__init__.py").is_file()  # the code it ran
         assert "Requirement already satisfied" in text_of(notebook), name  # pip's output is shown
         assert {"event": "enable_custom_widget_manager"} in colab.log(name), name  # tqdm bars render
         assert "<Figure size" not in text_of(notebook), name  # figures are images, not text
     assert not (colab.content("02_model_smoke_test") / "fer_lib" / ".git").exists()  # copied from Drive, not cloned
-    assert (colab.content("01_data_check") / "fer_local" / "cache" / "preprocessed" / "manifest.json").is_file()
+    assert (colab.content("01_data_check") / "fer_local" / "smoke" / "cache" / "preprocessed" / "manifest.json").is_file()
+    assert sorted(path.name for path in colab.fer.iterdir()) == ["code", "smoke"]  # the user's folders: untouched
 
 
 def test_training_survives_drive_going_away(run_all, colab):
@@ -174,8 +180,8 @@ def test_training_survives_drive_going_away(run_all, colab):
     events = [event["event"] for event in colab.log("03_training") if event["event"] in ("mount", "unmount")]
     assert events == ["mount", "unmount", "mount", "unmount"]
     assert text_of(run_all["03_training"]).count(DROP_MESSAGE) == 1
-    local = colab.content("03_training") / "fer_local" / "runs" / "smoke"
-    drive = colab.fer / "runs" / "smoke"
+    local = colab.content("03_training") / "fer_local" / "smoke" / "runs" / "smoke"
+    drive = colab.smoke / "runs" / "smoke"
     assert (drive / "metrics.json").read_text() == (local / "metrics.json").read_text()
     assert len(json.loads((drive / "metrics.json").read_text())) == 2
     for name in ("last", "best"):
@@ -186,7 +192,7 @@ def test_training_survives_drive_going_away(run_all, colab):
 def test_each_figure_once_as_an_image(run_all, colab):
     """04: the confusion matrix (clips and row percentages) appears once, as the PNG the evaluation wrote."""
     notebook = run_all["04_evaluation"]
-    confusion = next((colab.fer / "runs" / "smoke" / "eval").glob("*/av/confusion.png"))
+    confusion = next((colab.smoke / "runs" / "smoke" / "eval").glob("*/av/confusion.png"))
     images = [out["data"]["image/png"] for out in outputs(notebook) if "image/png" in out.get("data", {})]
     assert images.count(base64.b64encode(confusion.read_bytes()).decode()) == 1
     assert "The original videos are not available" not in text_of(notebook)  # 04 passes the RAVDESS folder

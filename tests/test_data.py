@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -10,17 +11,23 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from fer_lib import demo, locking
 from fer_lib.config import PreprocessConfig
 from fer_lib.data import synthetic
 from fer_lib.data.augment import augment_audio, augment_frames
-from fer_lib.data.cache import CacheMismatchError, list_clips, manifest_hash
+from fer_lib.data.cache import (
+    CacheMismatchError, Staging, cached_stems, decode_entry, entry_path, list_clips, manifest_hash, read_entry,
+    read_members,
+)
 from fer_lib.data.cache import copy_to_local as copy_cache_to_local
 from fer_lib.data.dataset import RavdessDataset, collate, make_loader
 from fer_lib.data.faces import select_track, smooth_boxes
@@ -29,6 +36,7 @@ from fer_lib.data.splits import (
     ALL_ACTORS, SplitError, Split, describe_splits, fixed_split, fold_groups, get_split, kfold_splits,
 )
 from fer_lib.models.roi import canonical_landmarks
+from fer_lib.paths import COLAB_DRIVE_ROOT, COLAB_LOCAL_ROOT, default_layout
 from fer_lib.preprocess import main, preprocess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,25 +206,27 @@ def test_cache_files_have_the_contract(synthetic_cache):
     manifest = json.loads((cache / "manifest.json").read_text())
     assert manifest["hash"] == manifest_hash(cache) == summary["manifest_hash"]
     assert manifest["preprocess_config"]["input"]["clip_seconds"] == 3.0
-    for path in sorted(cache.glob("*.npz")):
-        with np.load(path) as z:
-            assert z["audio"].shape == (48000,) and z["audio"].dtype == np.float32
-            assert z["audio_length"].dtype == np.int64 and 0 < int(z["audio_length"]) <= 48000
-            assert z["frames"].shape == (16, 3, 224, 224) and z["frames"].dtype == np.uint8
-            assert z["landmarks"].shape == (16, 5, 2) and z["landmarks"].dtype == np.float32
-            spec = synthetic_cache.clips.specs[path.stem]
-            assert int(z["label"]) == spec.label and int(z["actor"]) == spec.actor
-            assert z["face_detected"].all()
-            assert z["frames"].std() > 20  # a real picture, not padding
+    clips = list_clips(cache)
+    assert len(clips) == len(synthetic_cache.clips.paths)
+    for clip in clips:
+        z = read_entry(clip.path)
+        assert z["audio"].shape == (48000,) and z["audio"].dtype == np.float32
+        assert z["audio_length"].dtype == np.int64 and 0 < int(z["audio_length"]) <= 48000
+        assert z["frames"].shape == (16, 3, 224, 224) and z["frames"].dtype == np.uint8
+        assert z["landmarks"].shape == (16, 5, 2) and z["landmarks"].dtype == np.float32
+        spec = synthetic_cache.clips.specs[clip.stem]
+        assert int(z["label"]) == spec.label and int(z["actor"]) == spec.actor
+        assert z["face_detected"].all()
+        assert z["frames"].std() > 20  # a real picture, not padding
     report = json.loads((cache / "report.json").read_text())
     assert report["cached"]["audio_visual_speech"] == len(synthetic_cache.clips.paths)
 
 
 def test_window_lies_on_the_speech(synthetic_cache):
     for stem, spec in synthetic_cache.clips.specs.items():
-        with np.load(synthetic_cache.root / f"{stem}.npz") as z:
-            start, length, audio = float(z["window_start"]), int(z["audio_length"]), z["audio"]
-            times = z["frame_times"]
+        z = read_entry(entry_path(synthetic_cache.root, stem))
+        start, length, audio = float(z["window_start"]), int(z["audio_length"]), z["audio"]
+        times = z["frame_times"]
         end = start + 3.0
         speech = spec.speech_end - spec.speech_start
         covered = max(0.0, min(end, spec.speech_end) - max(start, spec.speech_start))
@@ -234,20 +244,20 @@ def test_window_lies_on_the_speech(synthetic_cache):
             assert length == 48000
     designed = synthetic_cache.clips.specs["01-01-03-01-01-01-01"]
     assert (designed.speech_start, designed.speech_end) == (1.0, 3.6)
-    with np.load(synthetic_cache.root / "01-01-03-01-01-01-01.npz") as z:
-        assert 0.6 <= float(z["window_start"]) <= 1.0  # the first 3 s would cut 0.6 s of speech
-        quiet = np.abs(z["audio"][: int(0.15 * 16000)]).max()
-        loud = np.abs(z["audio"][int(1.0 * 16000) : int(2.0 * 16000)]).max()
-        assert loud > 10 * quiet  # window starts in the silence just before the speech
+    z = read_entry(entry_path(synthetic_cache.root, "01-01-03-01-01-01-01"))
+    assert 0.6 <= float(z["window_start"]) <= 1.0  # the first 3 s would cut 0.6 s of speech
+    quiet = np.abs(z["audio"][: int(0.15 * 16000)]).max()
+    loud = np.abs(z["audio"][int(1.0 * 16000) : int(2.0 * 16000)]).max()
+    assert loud > 10 * quiet  # window starts in the silence just before the speech
 
 
 def test_crops_contain_the_face(synthetic_cache):
     from facenet_pytorch import MTCNN
 
     detector = MTCNN(keep_all=True, min_face_size=60, device="cpu")
-    for path in sorted(synthetic_cache.root.glob("*.npz"))[:4]:
-        with np.load(path) as z:
-            frames, marks = z["frames"], z["landmarks"]
+    for clip in list_clips(synthetic_cache.root)[:4]:
+        z = read_entry(clip.path)
+        frames, marks = z["frames"], z["landmarks"]
         assert ((marks >= 0) & (marks <= 224)).all()
         left_eye, right_eye, nose, mouth_l, mouth_r = (marks[:, k] for k in range(5))
         assert (left_eye[:, 0] < right_eye[:, 0]).all() and (mouth_l[:, 0] < mouth_r[:, 0]).all()
@@ -273,7 +283,7 @@ def test_problems_are_reported_and_good_clips_cached(synthetic_clips, bad_files,
     summary = preprocess(data, cache, progress=False, verbose=False)
     assert summary["cached"] == summary["new"] == 2
     assert summary["problem_kinds"] == {"empty": 1, "faceless": 1, "no_audio": 1, "truncated": 1}
-    assert sorted(p.stem for p in cache.glob("*.npz")) == sorted(p.stem for p in good)
+    assert sorted(cached_stems(cache)) == sorted(p.stem for p in good)
     rows = list(csv.DictReader((cache / "problems.csv").open()))
     assert {r["kind"] for r in rows} == {"empty", "faceless", "no_audio", "truncated"}
     assert {r["stage"] for r in rows} == {"preprocess"}
@@ -293,37 +303,176 @@ def test_problems_are_reported_and_good_clips_cached(synthetic_clips, bad_files,
     assert retried["new"] == 0 and retried["problem_kinds"] == {"empty": 1, "faceless": 1, "truncated": 1}
 
 
+def staged_files(staging: Path) -> dict[str, Path]:
+    return {p.stem: p for p in staging.glob("*/actor_*/*.npz")}
+
+
 def test_resume_after_a_kill(synthetic_clips, tmp_path):
-    data, cache = tmp_path / "data", tmp_path / "cache"
-    clips = synthetic_clips.paths[:5]
+    """Killed mid-actor, finished clips wait in the staging folder (local disk) and are not redone."""
+    data, cache, staging = tmp_path / "data", tmp_path / "cache", tmp_path / "staging"
+    clips = synthetic_clips.paths[:5]  # actor 1: 4 clips, actor 2: 1
     for p in clips:
         link(p, data / p.parent.name / p.name)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "fer_lib.preprocess", "--data_dir", str(data),
-                             "--cache_dir", str(cache), "--no_progress"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--cache_dir", str(cache), "--staging_dir", str(staging), "--workers", "1",
+                             "--no_progress"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not list(cache.glob("*.npz")) and proc.poll() is None:
+    while time.time() < deadline and not staged_files(staging) and proc.poll() is None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
-    assert 1 <= len(before) < len(clips), "the run should have been killed midway"
-    for name in before:  # a killed run leaves no half-written cache file
-        with np.load(cache / name) as z:
-            assert z["frames"].shape == (16, 3, 224, 224)
-    stray = cache / ".01-01-02-01-01-01-01.npz.999.tmp"  # as if killed while writing
-    stray.write_bytes(b"partial")
+    before = {stem: path.read_bytes() for stem, path in staged_files(staging).items()}
+    assert 1 <= len(before) < 4 and not list(cache.glob("*.shard")), "the run should have been killed mid-actor"
+    for data_bytes in before.values():  # a killed run leaves no half-written clip
+        assert decode_entry(data_bytes)["frames"].shape == (16, 3, 224, 224)
+    actor_dir = next(iter(staged_files(staging).values())).parent
+    strays = [actor_dir / ".01-01-02-01-01-01-01.npz.999.tmp", cache / ".actor_01.shard.999.tmp"]  # killed mid-write
+    for stray in strays:
+        stray.write_bytes(b"partial")
 
-    summary = preprocess(data, cache, progress=False, verbose=False)
-    assert summary["cached"] == len(clips) and summary["new"] == len(clips) - len(before)
-    assert all((cache / n).stat().st_mtime_ns == m for n, m in before.items())  # done clips not rewritten
-    assert not stray.exists() and len(list_clips(cache)) == len(clips)
+    summary = preprocess(data, cache, staging_dir=staging, progress=False, verbose=False)
+    assert summary["cached"] == len(clips) and summary["resumed"] == len(before)
+    assert summary["new"] == len(clips) - len(before)  # staged clips are not processed again
+    assert read_members(cache, 1, before) == before  # they went into the shard as they were
+    assert sorted(p.name for p in cache.glob("*.shard")) == ["actor_01.shard", "actor_02.shard"]
+    assert not any(stray.exists() for stray in strays) and not staging.exists()  # staging cleaned up
+    assert len(list_clips(cache)) == len(clips)
 
     start = time.perf_counter()
-    rerun = preprocess(data, cache, progress=False, verbose=False)
+    rerun = preprocess(data, cache, staging_dir=staging, progress=False, verbose=False)
     assert rerun["new"] == 0 and rerun["already_cached"] == len(clips)
     assert time.perf_counter() - start < 5
+
+
+def test_a_full_disk_stops_preprocessing_and_is_recorded_against_no_clip(synthetic_clips, tmp_path, small_disk, capsys):
+    """Issue 16.2: a fault of the machine is not a fault of the clip being written (a rerun would skip it)."""
+    data = tmp_path / "data"
+    clips = synthetic_clips.paths[:3]  # one actor: its shard waits for all three
+    for p in clips:
+        link(p, data / p.parent.name / p.name)
+    disk = small_disk(8 << 20)  # enough for the cache's estimate, until another program fills it
+    cache = disk.path / "cache"
+    argv = ["--data_dir", str(data), "--cache_dir", str(cache), "--workers", "1", "--no_progress"]
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(main, argv)
+        while not running.done() and not staged_files(cache / ".staging"):
+            time.sleep(0.01)
+        with open(disk.path / "someone_else.bin", "wb") as handle:  # leaves less than one clip (~0.33 MB)
+            handle.write(b"\0" * (disk.capacity - disk.used() - 200_000))
+        assert running.result() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "nothing was recorded against a clip" in err[0], err
+    assert not list((cache / "problems").glob("*.json")) if (cache / "problems").exists() else True
+    staged = staged_files(cache / ".staging")
+    assert len(staged) == 1  # the clip finished before the disk filled up is kept
+
+    (disk.path / "someone_else.bin").unlink()
+    summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert summary["cached"] == len(clips) and summary["problems"] == 0
+    assert summary["resumed"] == 1 and summary["new"] == len(clips) - 1  # nothing skipped, nothing done twice
+
+
+def test_preprocessing_stops_before_writing_what_does_not_fit(synthetic_clips, tmp_path, small_disk, capsys):
+    data = tmp_path / "data"
+    link(synthetic_clips.paths[0], data / "Actor_01" / synthetic_clips.paths[0].name)
+    disk = small_disk(200_000)
+    assert main(["--data_dir", str(data), "--cache_dir", str(disk.path / "cache"), "--no_progress"]) == 2
+    captured = capsys.readouterr()
+    assert "the preprocessing cache of 1 clips: about 0.00 GB to write to" in captured.out  # what and the free space
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "needs about" in err[0] and "is free" in err[0], err
+    assert not list((disk.path / "cache").glob("*.shard")) and not staged_files(disk.path / "cache" / ".staging")
+
+
+def test_a_held_cache_stops_a_second_run_and_leftovers_go_on_the_next(synthetic_clips, tmp_path, capsys):
+    """Issue 16.4: what an interrupted run left is removed by the next run there, never under a running one."""
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    clip = synthetic_clips.paths[0]
+    link(clip, data / "Actor_01" / clip.name)
+    foreign = Staging(cache / ".staging", cache, "0123456789abcdef").open()  # staged with other parameters
+    leftovers = [foreign.put(clip.stem, b"from another configuration"), cache / ".actor_01.shard.4242.tmp"]
+    leftovers[1].write_bytes(b"partial")
+
+    with locking.exclusive(cache, "preprocessing"):
+        assert main(["--data_dir", str(data), "--cache_dir", str(cache), "--workers", "1", "--no_progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by preprocessing (pid {os.getpid()}" in err[0], err
+        assert all(p.exists() for p in leftovers) and not list(cache.glob("*.shard"))  # nothing touched
+
+    summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert summary["cached"] == 1 and summary["resumed"] == 0  # the foreign clip was not taken
+    assert not any(p.exists() for p in leftovers) and not (cache / ".staging").exists()
+
+
+def test_a_changed_source_is_processed_again_and_nothing_stale_is_used(synthetic_cache, tmp_path):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    first, second, other = synthetic_cache.clips.paths[:3]  # all of actor 1
+    for p in (first, second):
+        link(p, data / "Actor_01" / p.name)
+    preprocess(data, cache, workers=1, progress=False, verbose=False)
+    shard = entry_path(cache, first.stem).parent
+
+    link(other, data / "Actor_01" / first.name)  # the user replaces a file: another size
+    changed = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert changed["new"] == 1 and changed["already_cached"] == 1
+    now, expected = read_entry(entry_path(cache, first.stem)), read_entry(entry_path(synthetic_cache.root, other.stem))
+    np.testing.assert_array_equal(now["audio"], expected["audio"])  # the new source's clip, not the stale one
+    assert now["window_start"] == expected["window_start"]
+
+    stamp = shard.stat().st_mtime_ns
+    os.utime(data / "Actor_01" / second.name, (time.time() + 5, time.time() + 5))  # same bytes, newer file
+    touched = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert touched["new"] == 1 and shard.stat().st_mtime_ns != stamp
+
+    (data / "Actor_01" / second.name).unlink()  # a source that is gone leaves its clip cached
+    gone = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert gone["new"] == 0 and cached_stems(cache) == {first.stem, second.stem}
+
+
+def test_a_cache_of_the_old_format_is_recognised_and_rebuilt(synthetic_clips, tmp_path, capsys):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    clip = synthetic_clips.paths[0]
+    link(clip, data / "Actor_01" / clip.name)
+    cache.mkdir()
+    (cache / "manifest.json").write_text(json.dumps({"format": 1, "hash": "0123456789abcdef", "preprocess_config":
+                                                     dataclasses.asdict(PreprocessConfig())}))
+    np.savez(cache / f"{clip.stem}.npz", audio=np.zeros(48000, np.float32), frames=np.zeros((16, 3, 224, 224), np.uint8))
+    for read in (list_clips, manifest_hash, RavdessDataset):
+        with pytest.raises(DataError, match="format 1 .one .npz file per clip.") as err:
+            read(cache)
+        assert "fer_lib.preprocess" in str(err.value) and "\n" not in str(err.value)
+
+    summary = preprocess(data, cache, workers=1, progress=False, verbose=False)
+    assert "format 1" in capsys.readouterr().out and summary["new"] == 1
+    assert not list(cache.glob("*.npz")) and [c.stem for c in list_clips(cache)] == [clip.stem]
+    assert read_entry(entry_path(cache, clip.stem))["frames"].std() > 20
+
+
+def test_a_zip_without_audio_visual_speech_names_the_zips_needed(synthetic_clips, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    with zipfile.ZipFile(data / "Audio_Speech_Actors_01-24.zip", "w") as zf:
+        zf.writestr("Actor_01/03-01-01-01-01-01-01.wav", b"RIFF")
+    assert main(["--data_dir", str(data), "--cache_dir", str(tmp_path / "cache"), "--no_progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Audio_Speech_Actors_01-24.zip holds no audio-visual speech clip" in err[0], err
+    assert "Video_Speech_Actor_01.zip ... Video_Speech_Actor_24.zip" in err[0]
+
+    link(synthetic_clips.paths[0], data / "Actor_01" / synthetic_clips.paths[0].name)  # beside a usable clip: listed
+    index = build_index(data, progress=False)
+    assert [(p.kind, p.path) for p in index.problems] == [("wrong_zip", "Audio_Speech_Actors_01-24.zip")]
+
+
+def test_smoke_mode_never_writes_into_the_drive_layout(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))  # as in a Colab runtime
+    scratch, drive = default_layout(smoke=True), default_layout()
+    assert scratch.root == COLAB_DRIVE_ROOT / "smoke" and scratch.local == COLAB_LOCAL_ROOT / "smoke"
+    assert scratch.ravdess != drive.ravdess and scratch.preprocessed != drive.preprocessed and scratch.runs != drive.runs
+    assert scratch.on_drive and scratch.is_scratch and not drive.is_scratch  # Drive: smoke runs survive the runtime
+    assert drive.root == COLAB_DRIVE_ROOT and drive.on_drive
+    with pytest.raises(DataError, match="scratch root"):
+        demo.ensure_clips(drive)
 
 
 def test_changed_parameters_invalidate_the_cache(synthetic_clips, tmp_path):
@@ -332,8 +481,8 @@ def test_changed_parameters_invalidate_the_cache(synthetic_clips, tmp_path):
     link(clip, data / "Actor_01" / clip.name)
     cache = tmp_path / "cache"
     first = preprocess(data, cache, progress=False, verbose=False)
-    old = cache / f"{clip.stem}.npz"
-    mtime = old.stat().st_mtime_ns
+    old = entry_path(cache, clip.stem)
+    mtime = old.parent.stat().st_mtime_ns  # the clip's shard
 
     changed = PreprocessConfig()
     changed.input.clip_seconds = 2.0
@@ -341,13 +490,12 @@ def test_changed_parameters_invalidate_the_cache(synthetic_clips, tmp_path):
         preprocess(data, cache, changed, progress=False, verbose=False)
     message = str(err.value)
     assert "input.clip_seconds: 3.0 -> 2.0" in message and "--overwrite" in message and "\n" not in message
-    assert old.stat().st_mtime_ns == mtime and manifest_hash(cache) == first["manifest_hash"]  # untouched
+    assert old.parent.stat().st_mtime_ns == mtime and manifest_hash(cache) == first["manifest_hash"]  # untouched
 
     second = preprocess(data, cache, changed, overwrite=True, progress=False, verbose=False)
     assert second["manifest_hash"] != first["manifest_hash"]
     assert manifest_hash(cache) == second["manifest_hash"] and second["new"] == 1
-    with np.load(old) as z:
-        assert z["audio"].shape == (32000,)
+    assert read_entry(old)["audio"].shape == (32000,)
 
     (cache / "manifest.json").unlink()  # cache files without a manifest: parameters unknown
     with pytest.raises(CacheMismatchError, match="no manifest.json"):
@@ -366,10 +514,10 @@ def test_parallel_workers_give_the_same_cache(synthetic_cache, tmp_path):
     assert summary["new"] == 3 and summary["problems"] == 0
     assert summary["manifest_hash"] == synthetic_cache.summary["manifest_hash"]
     for p in clips:
-        with np.load(cache / f"{p.stem}.npz") as a, np.load(synthetic_cache.root / f"{p.stem}.npz") as b:
-            np.testing.assert_array_equal(a["audio"], b["audio"])
-            assert np.abs(a["frames"].astype(int) - b["frames"].astype(int)).mean() < 2
-            assert np.abs(a["landmarks"] - b["landmarks"]).max() < 3
+        a, b = read_entry(entry_path(cache, p.stem)), read_entry(entry_path(synthetic_cache.root, p.stem))
+        np.testing.assert_array_equal(a["audio"], b["audio"])
+        assert np.abs(a["frames"].astype(int) - b["frames"].astype(int)).mean() < 2
+        assert np.abs(a["landmarks"] - b["landmarks"]).max() < 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,8 +665,8 @@ def test_frame_augmentation_moves_landmarks_with_the_pixels():
 
 def test_copy_cache_to_local(synthetic_cache, tmp_path):
     local = copy_cache_to_local(synthetic_cache.root, tmp_path / "local", progress=False)
-    names = sorted(p.name for p in synthetic_cache.root.glob("*.npz"))
-    assert sorted(p.name for p in local.glob("*.npz")) == names
+    names = sorted(p.name for p in synthetic_cache.root.glob("*.shard"))
+    assert sorted(p.name for p in local.glob("*.shard")) == names
     assert manifest_hash(local) == manifest_hash(synthetic_cache.root)
     mtimes = {p.name: p.stat().st_mtime_ns for p in local.iterdir()}
     copy_cache_to_local(synthetic_cache.root, local, progress=False)  # nothing changed: nothing copied
@@ -526,7 +674,7 @@ def test_copy_cache_to_local(synthetic_cache, tmp_path):
     (local / names[0]).write_bytes(b"stale")  # a damaged local copy is replaced
     copy_cache_to_local(synthetic_cache.root, local, progress=False)
     assert (local / names[0]).read_bytes() == (synthetic_cache.root / names[0]).read_bytes()
-    assert len(RavdessDataset(local)) == len(names)
+    assert len(RavdessDataset(local)) == len(synthetic_cache.clips.paths)
 
     other = tmp_path / "other"
     other.mkdir()

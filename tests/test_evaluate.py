@@ -19,6 +19,7 @@ from sklearn.metrics import (
 from fer_lib import EMOTIONS, cv, evaluate, explorer, predict, predictions, reports
 from fer_lib.config import TrainConfig
 from fer_lib.data import synthetic
+from fer_lib.data.cache import list_clips
 from fer_lib.data.ravdess import parse_name
 
 LABELS = list(range(len(EMOTIONS)))
@@ -65,7 +66,7 @@ def test_metrics_agree_with_sklearn_recomputed_from_predictions_csv(ablation, tr
     split = json.loads((trained.run_dir / "split.json").read_text())
     out = Path(ablation["out_dir"])
     assert out == trained.run_dir / "eval" / "best-test-ablation"  # default: runs/<name>/eval/
-    expected = sorted(p.stem for p in synthetic_cache.root.glob("*.npz") if parse_name(p).actor in split["test"])
+    expected = sorted(c.stem for c in list_clips(synthetic_cache.root) if c.actor in split["test"])
     probs = {}
     for flag in ("a", "v", "av"):
         rows = read_rows(out / flag / "predictions.csv")

@@ -385,8 +385,8 @@ def test_every_command_is_in_the_table():
     assert command_modules() == sorted(COMMANDS_WITH_PATH_ROWS | COMMANDS_WITHOUT_PATH_FLAGS)
 
 
-COMMANDS_WITH_PATH_ROWS = {"fer_lib.data.synthetic", "fer_lib.preprocess", "fer_lib.train", "fer_lib.evaluate",
-                           "fer_lib.cv", "fer_lib.predict", "fer_lib.demo", "fer_lib.results"}
+COMMANDS_WITH_PATH_ROWS = {"fer_lib.data.download", "fer_lib.data.synthetic", "fer_lib.preprocess", "fer_lib.train",
+                           "fer_lib.evaluate", "fer_lib.cv", "fer_lib.predict", "fer_lib.demo", "fer_lib.results"}
 COMMANDS_WITHOUT_PATH_FLAGS = {"fer_lib.models.sizes", "fer_lib.notebook_tools"}
 
 
@@ -415,6 +415,9 @@ def path_cases(cache: Path, clips: Path, run: Path, video: Path, missing: Path, 
     ckpt = ["--checkpoint", str(run)]
     train = ["--config_type", "tiny", "--save_dir", str(scratch / "runs")]
     return [
+        ("fer_lib.data.download", ["--root", str(a_file)], "Not a folder"),
+        ("fer_lib.data.download", ["--root", str(scratch / "d"), "--local", str(a_file / "below")], "Not a folder"),
+        ("fer_lib.data.download", ["--root", str(scratch / "d"), "--device", "tpu", "--no_progress"], "tpu"),
         ("fer_lib.data.synthetic", ["--out", str(a_file)], "Not a folder"),
         ("fer_lib.data.synthetic", ["--out", str(a_file / "below")], "Not a folder"),
         ("fer_lib.preprocess", ["--data_dir", str(missing), "--cache_dir", str(scratch / "c")], str(missing)),

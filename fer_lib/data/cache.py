@@ -1,15 +1,23 @@
-"""The preprocessing cache: its folder, its manifest, its per-clip entries, and how they are read and written.
+"""The preprocessing cache: its folder, its manifest, its shards of clips, and how they are read and written.
 
 This is the only module that knows the cache's format; preprocessing writes through it, and the
 dataset, training, evaluation and the explorer read through it.
 
     cache_dir/
         manifest.json            {"format", "hash", "preprocess_config": asdict(PreprocessConfig), "created"}
-        01-01-03-02-01-01-05.npz one entry per clip, named by the clip stem (np.savez, uncompressed)
-        problems/<stem>.json     a clip that could not be cached: kind, reason, source size and mtime
+        actor_01.shard ...       one shard per actor: an uncompressed zip (any zip tool lists it) holding
+            index.json           {"format", "hash", "actor", "origin", "clips": {stem: source key}}
+            01-01-03-02-01-01-01.npz   one member per clip: its entry (np.savez, below)
+        problems/<stem>.json     a clip that could not be cached: kind, reason, source key
         report.json, problems.csv  what was found vs expected, what was cached, every problem
 
-An entry holds (`ENTRY_FIELDS`):
+Why shards: Google Drive serves many small files slowly (1440 files of 2.5 MB in format 1), and 24
+files of ~20 MB copy and list fast. A clip stays readable on its own: the Dataset opens the shard,
+reads the zip's table of contents and one member (`read_entry`), so no shard is ever loaded whole.
+`RavdessClip.path` of a cached clip is `cache_dir/actor_01.shard/<stem>.npz`: the shard, then the
+member, so `Path(path).stem` is the clip's stem as it was for a per-clip file.
+
+An entry, as `read_entry` returns it (`ENTRY_FIELDS`, the same arrays format 1 stored raw):
 
     audio         float32 [num_samples]          mono 16 kHz window, zeros after audio_length
     audio_length  int64   []                     valid samples
@@ -22,43 +30,72 @@ An entry holds (`ENTRY_FIELDS`):
     frame_times   float64 [T]                    time of each frame used
     duration      float64 []                     seconds of audio in the clip
 
+Stored compactly (`encode_entry`): the T crops as baseline JPEG files (quality `JPEG_QUALITY`, no
+chroma subsampling: >= 38 dB PSNR against the raw crops, measured by `bench/bench_cache.py`)
+concatenated in `frames_jpeg` with their `frames_offsets`; the audio as int16 scaled to its own peak
+(`audio_pcm`, `audio_peak`); the source key of the clip (`source_size`, `source_mtime`). About 0.3 MB
+a clip instead of 2.6 MB.
+
 Rules:
 - The manifest hash covers the cache format and every PreprocessConfig field. Opening a cache_dir
   built with other parameters (`prepare`) raises `CacheMismatchError` naming the changed fields;
-  `overwrite=True` deletes this cache's files, and only those.
-- Every file is written atomically (`fer_lib.fileio`): a killed run leaves no half entry, only a
-  temporary file that `remove_stale_temporaries` deletes on the next run.
-- A problem marker remembers the source's size and mtime: a changed source is tried again.
+  `overwrite=True` deletes this cache's files, and only those. A cache of an older format (format 1:
+  one .npz per clip) is recognised: readers refuse it with a one-line DataError, and `prepare`
+  deletes its entries and rebuilds it, saying so. Nothing is ever read in the wrong format.
+- Freshness: a cached clip is keyed by its source, the file's name (the stem), size and whole-second
+  modification time (`source_key`), and by the manifest hash. A source that is present and differs
+  is processed again; a source that is absent leaves its clip cached (the RAVDESS zips and their
+  clips are deleted once cached, and the cache must outlive them).
+- A shard is written whole and atomically (`fer_lib.fileio`) once its actor is complete. Until then
+  each finished clip is a file in the staging folder (`Staging`), on the runtime's local disk, so a
+  killed run redoes nothing it finished and Drive only ever sees complete shards.
+- A problem marker remembers the source key: a changed source is tried again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
+import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from fer_lib.config import ConfigError, PreprocessConfig, from_dict
-from fer_lib.data.index import PROBLEMS_CSV, REPORT_JSON, DataError
+from fer_lib.data.index import PROBLEMS_CSV, REPORT_JSON, DataError, DataIndex, Problem
 from fer_lib.data.ravdess import NAME_PATTERN, RavdessClip, RavdessNameError, parse_name
 from fer_lib.fileio import atomic_file, atomic_write_text, stale_temporaries
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 PROBLEMS_DIR = "problems"
+SHARD_SUFFIX = ".shard"
+SHARD_INDEX = "index.json"
 ENTRY_SUFFIX = ".npz"
 ENTRY_FIELDS = ("audio", "audio_length", "frames", "landmarks", "label", "actor", "face_detected", "window_start",
                 "frame_times", "duration")
+JPEG_QUALITY = 90  # with 4:4:4 chroma; part of the format (a change needs a new FORMAT)
+# What one cached clip costs on disk, for the Drive budget: 16 JPEG crops of up to 24 KB (measured
+# 14 KB on the synthetic face, more on a textured one) + 2 bytes per audio sample + the rest.
+JPEG_BYTES_PER_PIXEL = 24_000 / 224**2
+ENTRY_OVERHEAD_BYTES = 4_000
 
 
 class CacheMismatchError(DataError):
     """The cache_dir was built with other preprocessing parameters."""
+
+
+class DiskSpaceError(DataError):
+    """What is about to be written does not fit in the free space of its disk."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,18 +109,26 @@ def config_hash(config: PreprocessConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _build_hint(cache_dir) -> str:
+    return f"`python -m fer_lib.preprocess --data_dir RAW --cache_dir {cache_dir}`"
+
+
 def read_manifest(cache_dir: str | Path) -> dict:
+    """The manifest of a cache of the current format; a one-line DataError for anything else."""
     path = Path(cache_dir) / MANIFEST
     if not Path(cache_dir).is_dir():
-        raise DataError(f"cache folder not found: {cache_dir}; build it with "
-                        f"`python -m fer_lib.preprocess --data_dir DIR --cache_dir {cache_dir}`")
+        raise DataError(f"cache folder not found: {cache_dir}; build it with {_build_hint(cache_dir)}")
     if not path.is_file():
-        raise DataError(f"no {MANIFEST} in {cache_dir}: not a preprocessing cache; run "
-                        f"`python -m fer_lib.preprocess --data_dir DIR --cache_dir {cache_dir}` first")
+        raise DataError(f"no {MANIFEST} in {cache_dir}: not a preprocessing cache; run {_build_hint(cache_dir)} first")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); rebuild the cache with --overwrite") from None
+    if manifest.get("format") != FORMAT:
+        what = "one .npz file per clip" if manifest.get("format") == 1 else "another fer_lib version's"
+        raise DataError(f"{cache_dir} is a cache of format {manifest.get('format')} ({what}), which this fer_lib "
+                        f"does not read (format {FORMAT}: one shard per actor); {_build_hint(cache_dir)} rebuilds it")
+    return manifest
 
 
 def manifest_hash(cache_dir: str | Path) -> str:
@@ -126,6 +171,7 @@ def prepare(cache_dir: str | Path, config: PreprocessConfig, overwrite: bool = F
     cache_dir.mkdir(parents=True, exist_ok=True)
     wanted = {"format": FORMAT, "hash": config_hash(config), "preprocess_config": dataclasses.asdict(config)}
     path = cache_dir / MANIFEST
+    legacy = _legacy_entries(cache_dir)
     if path.is_file():
         try:
             old = json.loads(path.read_text())
@@ -133,16 +179,21 @@ def prepare(cache_dir: str | Path, config: PreprocessConfig, overwrite: bool = F
             old = {"hash": "unreadable", "preprocess_config": {}}
         if old.get("hash") == wanted["hash"]:
             return old
-        if not overwrite:
+        if isinstance(old.get("format"), int) and old["format"] < FORMAT:
+            print(f"{cache_dir} holds a cache of format {old['format']} ({len(legacy)} .npz files, one per clip): "
+                  f"deleting it and rebuilding it in format {FORMAT} (one shard per actor)")
+            overwrite = True
+        elif not overwrite:
             before, after = _flatten(old.get("preprocess_config", {})), _flatten(wanted["preprocess_config"])
             changed = [f"{k}: {before.get(k, '-')} -> {after.get(k, '-')}" for k in sorted(set(before) | set(after))
                        if before.get(k) != after.get(k)]
             what = "; ".join(changed) if changed else f"cache format {old.get('format')} -> {FORMAT}"
             raise CacheMismatchError(f"{cache_dir} was built with other preprocessing parameters ({what}); "
                                      "use a new --cache_dir, or pass --overwrite (overwrite=True) to delete and rebuild it")
-    elif cached_stems(cache_dir) and not overwrite:
-        raise CacheMismatchError(f"{cache_dir} holds {len(cached_stems(cache_dir))} cached clips but no {MANIFEST}, so "
-                                 "their parameters are unknown; use a new --cache_dir, or pass --overwrite to rebuild it")
+    elif (legacy or cached_stems(cache_dir)) and not overwrite:
+        raise CacheMismatchError(f"{cache_dir} holds {len(legacy) or len(cached_stems(cache_dir))} cached clips but no "
+                                 f"{MANIFEST}, so their parameters are unknown; use a new --cache_dir, or pass "
+                                 "--overwrite to rebuild it")
     if overwrite:
         for p in _own_files(cache_dir):
             p.unlink(missing_ok=True)
@@ -161,9 +212,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _legacy_entries(cache_dir: Path) -> list[Path]:
+    """Format 1's per-clip files (`<stem>.npz` at the top of the cache folder)."""
+    return sorted(p for p in cache_dir.glob(f"*{ENTRY_SUFFIX}") if NAME_PATTERN.match(p.stem))
+
+
 def _own_files(cache_dir: Path) -> list[Path]:
-    """The files this module writes in a cache_dir (what overwrite deletes)."""
-    files = [entry_path(cache_dir, stem) for stem in cached_stems(cache_dir)]
+    """The files this module writes in a cache_dir, in this format or format 1 (what overwrite deletes)."""
+    files = _shards(cache_dir) + _legacy_entries(cache_dir)
     files += stale_temporaries(cache_dir) + stale_temporaries(cache_dir / PROBLEMS_DIR)
     files += sorted((cache_dir / PROBLEMS_DIR).glob("*.json")) if (cache_dir / PROBLEMS_DIR).is_dir() else []
     files += [p for p in (cache_dir / MANIFEST, cache_dir / REPORT_JSON, cache_dir / PROBLEMS_CSV) if p.exists()]
@@ -171,58 +227,247 @@ def _own_files(cache_dir: Path) -> list[Path]:
 
 
 def remove_stale_temporaries(cache_dir: str | Path) -> None:
-    """Delete the temporary files a killed run left (call it only while no other run writes here)."""
+    """Delete the temporary files a killed run left (call it only while holding the cache, `fer_lib.locking`)."""
     for folder in (Path(cache_dir), Path(cache_dir) / PROBLEMS_DIR):
         for stray in stale_temporaries(folder):
             stray.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
-# Entries
+# Entries: one clip, encoded
 # --------------------------------------------------------------------------------------------
 
 
-def entry_path(cache_dir: str | Path, stem: str) -> Path:
-    return Path(cache_dir) / f"{stem}{ENTRY_SUFFIX}"
+def source_key(source: str | Path) -> dict:
+    """What a cached clip is keyed by besides its name: {"size", "mtime"} (whole seconds) of its source file."""
+    st = Path(source).stat()
+    return {"size": st.st_size, "mtime": int(st.st_mtime)}
 
 
-def write_entry(cache_dir: str | Path, stem: str, arrays: dict) -> Path:
-    """Store one clip's arrays (ENTRY_FIELDS) atomically."""
+def encode_entry(arrays: dict, key: dict) -> bytes:
+    """One clip's arrays (ENTRY_FIELDS) and its source key -> the bytes of its shard member."""
     missing = [name for name in ENTRY_FIELDS if name not in arrays]
     if missing:
-        raise ValueError(f"cache entry {stem} lacks {missing}")
-    path = entry_path(cache_dir, stem)
-    with atomic_file(path) as handle:
-        np.savez(handle, **{name: arrays[name] for name in ENTRY_FIELDS})
-    return path
+        raise ValueError(f"cache entry lacks {missing}")
+    jpegs = []
+    for crop in arrays["frames"]:  # (3, S, S)
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(crop.transpose(1, 2, 0))).save(
+            buffer, "JPEG", quality=JPEG_QUALITY, subsampling=0)
+        jpegs.append(np.frombuffer(buffer.getvalue(), np.uint8))
+    audio = np.asarray(arrays["audio"], np.float32)
+    peak = float(np.abs(audio).max()) or 1.0
+    stored = {name: arrays[name] for name in ENTRY_FIELDS if name not in ("audio", "frames")}
+    stored.update(
+        frames_jpeg=np.concatenate(jpegs), frames_offsets=np.cumsum([0] + [j.size for j in jpegs]).astype(np.int64),
+        audio_pcm=np.round(audio * (32767 / peak)).astype(np.int16), audio_peak=np.float32(peak),
+        source_size=np.int64(key["size"]), source_mtime=np.int64(key["mtime"]),
+    )
+    buffer = io.BytesIO()
+    np.savez(buffer, **stored)
+    return buffer.getvalue()
+
+
+def decode_entry(data: bytes) -> dict[str, np.ndarray]:
+    """The bytes of a shard member -> the arrays of ENTRY_FIELDS (module docstring).
+
+    The crops are decoded by torchvision's `decode_jpeg` (libjpeg-turbo), straight into channels-first
+    tensors, without the copies a PIL image takes to become a (T, 3, S, S) array."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+        entry = {name: np.asarray(stored[name]) for name in ENTRY_FIELDS if name not in ("audio", "frames")}
+        jpeg, offsets = torch.from_numpy(stored["frames_jpeg"]), stored["frames_offsets"].tolist()
+        frames = decode_jpeg([jpeg[a:b] for a, b in zip(offsets[:-1], offsets[1:])], mode=ImageReadMode.RGB)
+        entry["frames"] = torch.stack(frames).numpy()  # (T, 3, S, S)
+        entry["audio"] = stored["audio_pcm"].astype(np.float32) * (float(stored["audio_peak"]) / 32767)
+    return entry
+
+
+def _entry_key(data: bytes) -> dict:
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+        return {"size": int(stored["source_size"]), "mtime": int(stored["source_mtime"])}
+
+
+def entry_path(cache_dir: str | Path, stem: str) -> Path:
+    """Where clip `stem` is (or would be) in the cache: `<cache_dir>/actor_AA.shard/<stem>.npz`."""
+    return shard_path(cache_dir, parse_name(stem).actor) / f"{stem}{ENTRY_SUFFIX}"
+
+
+def cache_dir_of(path: str | Path) -> Path:
+    """The cache folder of a cached clip's path (`RavdessClip.path`)."""
+    return Path(path).parent.parent
 
 
 def read_entry(path: str | Path) -> dict[str, np.ndarray]:
-    """All arrays of one entry (`RavdessClip.path` of a cached clip)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {name: np.asarray(data[name]) for name in data.files}
+    """All arrays of one cached clip (`RavdessClip.path` of a cached clip: shard / member)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path.parent) as shard:
+            data = shard.read(path.name)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"cannot read {path.name} from {path.parent} ({exc}); rebuild the cache") from None
+    return decode_entry(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Shards: one actor's clips
+# --------------------------------------------------------------------------------------------
+
+
+def shard_path(cache_dir: str | Path, actor: int) -> Path:
+    return Path(cache_dir) / f"actor_{int(actor):02d}{SHARD_SUFFIX}"
+
+
+def _shards(cache_dir: Path) -> list[Path]:
+    return sorted(Path(cache_dir).glob(f"actor_[0-9][0-9]{SHARD_SUFFIX}"))
+
+
+def shard_index(cache_dir: str | Path, actor: int) -> Optional[dict]:
+    """The index of an actor's shard ({"hash", "origin", "clips": {stem: source key}}), None when there is none."""
+    path = shard_path(cache_dir, actor)
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as shard:
+            return json.loads(shard.read(SHARD_INDEX))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        return None  # damaged (it was written atomically, so by something else): rebuilt like a missing one
+
+
+def read_members(cache_dir: str | Path, actor: int, stems: Iterable[str]) -> dict[str, bytes]:
+    """The stored bytes of some clips of an actor's shard, to carry them into its next version."""
+    stems = list(stems)
+    if not stems:
+        return {}
+    with zipfile.ZipFile(shard_path(cache_dir, actor)) as shard:
+        return {stem: shard.read(f"{stem}{ENTRY_SUFFIX}") for stem in stems}
+
+
+def write_shard(cache_dir: str | Path, actor: int, members: dict[str, bytes], manifest_hash: str,
+                origin: Optional[dict] = None) -> Path:
+    """Write an actor's shard atomically: `members` maps each clip's stem to its encoded entry.
+
+    `origin`: where the actor's clips came from (the download records the RAVDESS zip and its md5),
+    so a later download knows the actor is done. Returns the shard's path."""
+    index = {"format": FORMAT, "hash": manifest_hash, "actor": int(actor), "origin": origin,
+             "clips": {stem: _entry_key(data) for stem, data in sorted(members.items())}}
+    path = shard_path(cache_dir, actor)
+    with atomic_file(path) as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as shard:
+        shard.writestr(SHARD_INDEX, json.dumps(index, indent=1))
+        for stem, data in sorted(members.items()):
+            shard.writestr(f"{stem}{ENTRY_SUFFIX}", data)
+    return path
 
 
 def cached_stems(cache_dir: str | Path) -> set[str]:
-    return {p.stem for p in Path(cache_dir).glob(f"*{ENTRY_SUFFIX}") if NAME_PATTERN.match(p.stem)}
+    """Every clip stem in the shards of `cache_dir` (reads only the shards' tables of contents)."""
+    return {c.stem for c in _clips_in_shards(Path(cache_dir))}
+
+
+def _clips_in_shards(cache_dir: Path) -> list[RavdessClip]:
+    clips = []
+    for path in _shards(cache_dir):
+        try:
+            with zipfile.ZipFile(path) as shard:
+                names = shard.namelist()
+        except zipfile.BadZipFile:
+            continue
+        for name in names:
+            if name.endswith(ENTRY_SUFFIX):
+                try:
+                    clips.append(parse_name(path / name))
+                except RavdessNameError:
+                    continue
+    return clips
 
 
 def list_clips(cache_dir: str | Path, actors: Optional[Iterable[int]] = None) -> list[RavdessClip]:
     """The cached clips (sorted by actor, then name), optionally only those of `actors`; opens no entry."""
     cache_dir = Path(cache_dir)
-    if not cache_dir.is_dir():
-        raise DataError(f"cache folder not found: {cache_dir}; build it with "
-                        f"`python -m fer_lib.preprocess --data_dir DIR --cache_dir {cache_dir}`")
+    read_manifest(cache_dir)  # one-line DataError for a missing folder, no cache, or another format
     wanted = None if actors is None else {int(a) for a in actors}
-    clips = []
-    for stem in cached_stems(cache_dir):
-        try:
-            clip = parse_name(entry_path(cache_dir, stem))
-        except RavdessNameError:
-            continue
-        if wanted is None or clip.actor in wanted:
-            clips.append(clip)
+    clips = [c for c in _clips_in_shards(cache_dir) if wanted is None or c.actor in wanted]
     return sorted(clips, key=lambda c: (c.actor, c.stem))
+
+
+# --------------------------------------------------------------------------------------------
+# Staging: finished clips of actors whose shard is not written yet
+# --------------------------------------------------------------------------------------------
+
+
+class Staging:
+    """Finished clips waiting for their actor's shard, in `<root>/<key of cache_dir>/actor_AA/<stem>.npz`.
+
+    `root` is on the runtime's local disk in Colab (`paths.DriveLayout.staging`), so Drive only sees
+    complete shards. Only the process holding the cache (`fer_lib.locking`) uses its staging folder:
+    `open()` deletes what an interrupted run left that cannot be used any more (temporary files, a
+    staging folder of other preprocessing parameters); finished clips are kept and picked up.
+    """
+
+    def __init__(self, root: str | Path, cache_dir: str | Path, manifest_hash: str):
+        key = hashlib.sha256(str(Path(cache_dir).expanduser().resolve()).encode()).hexdigest()[:16]
+        self.dir = Path(root).expanduser() / key
+        self.cache_dir, self.manifest_hash = Path(cache_dir), manifest_hash
+
+    def open(self) -> "Staging":
+        stamp = self.dir / MANIFEST
+        try:
+            same = json.loads(stamp.read_text()).get("hash") == self.manifest_hash
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if not same and self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not same:
+            atomic_write_text(stamp, json.dumps({"cache_dir": str(self.cache_dir), "hash": self.manifest_hash}))
+        for folder in [p for p in self.dir.iterdir() if p.is_dir()]:
+            for stray in stale_temporaries(folder):
+                stray.unlink(missing_ok=True)
+        return self
+
+    def actor_dir(self, actor: int) -> Path:
+        return self.dir / f"actor_{int(actor):02d}"
+
+    def put(self, stem: str, data: bytes) -> Path:
+        path = self.actor_dir(parse_name(stem).actor) / f"{stem}{ENTRY_SUFFIX}"
+        with atomic_file(path) as handle:
+            handle.write(data)
+        return path
+
+    def keys(self, actor: int) -> dict[str, dict]:
+        """stem -> source key of every clip staged for `actor`."""
+        folder = self.actor_dir(actor)
+        if not folder.is_dir():
+            return {}
+        keys = {}
+        for path in sorted(folder.glob(f"*{ENTRY_SUFFIX}")):
+            try:
+                keys[path.stem] = _entry_key(path.read_bytes())
+            except (ValueError, KeyError, OSError, zipfile.BadZipFile):
+                path.unlink(missing_ok=True)  # unreadable: it is redone
+        return keys
+
+    def drop(self, stem: str) -> None:
+        (self.actor_dir(parse_name(stem).actor) / f"{stem}{ENTRY_SUFFIX}").unlink(missing_ok=True)
+
+    def members(self, actor: int) -> dict[str, bytes]:
+        folder = self.actor_dir(actor)
+        return {p.stem: p.read_bytes() for p in sorted(folder.glob(f"*{ENTRY_SUFFIX}"))} if folder.is_dir() else {}
+
+    def actors(self) -> list[int]:
+        return sorted(int(p.name[-2:]) for p in self.dir.glob("actor_[0-9][0-9]") if any(p.glob(f"*{ENTRY_SUFFIX}")))
+
+    def clear(self, actor: int) -> None:
+        shutil.rmtree(self.actor_dir(actor), ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove the staging folder once nothing is staged in it any more."""
+        if self.dir.is_dir() and not self.actors():
+            shutil.rmtree(self.dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.dir.parent.rmdir()  # the staging root too, when no other cache stages there
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,15 +475,10 @@ def list_clips(cache_dir: str | Path, actors: Optional[Iterable[int]] = None) ->
 # --------------------------------------------------------------------------------------------
 
 
-def _source_signature(source: Path) -> dict:
-    st = source.stat()
-    return {"size": st.st_size, "mtime": int(st.st_mtime)}
-
-
 def record_problem(cache_dir: str | Path, stem: str, source: str | Path, record: dict) -> None:
     """Remember that the clip `stem` (from `source`) could not be cached: `record` has path, kind, reason."""
     marker = Path(cache_dir) / PROBLEMS_DIR / f"{stem}.json"
-    atomic_write_text(marker, json.dumps({**record, **_source_signature(Path(source))}))
+    atomic_write_text(marker, json.dumps({**record, **source_key(source)}))
 
 
 def clear_problem(cache_dir: str | Path, stem: str) -> None:
@@ -252,11 +492,71 @@ def known_problem(cache_dir: str | Path, stem: str, source: str | Path) -> Optio
         return None
     try:
         record = json.loads(marker.read_text())
-        if {k: record.get(k) for k in ("size", "mtime")} != _source_signature(Path(source)):
+        if {k: record.get(k) for k in ("size", "mtime")} != source_key(source):
             return None  # the source changed: try again
         return {k: record[k] for k in ("path", "kind", "reason")}
     except (OSError, json.JSONDecodeError, KeyError):
         return None
+
+
+def recorded_problems(cache_dir: str | Path) -> list[Problem]:
+    """Every clip recorded as a problem in `cache_dir` (for a report when the sources are gone)."""
+    problems = []
+    for marker in sorted((Path(cache_dir) / PROBLEMS_DIR).glob("*.json")):
+        try:
+            record = json.loads(marker.read_text())
+            problems.append(Problem(record["path"], record["kind"], record["reason"], stage="preprocess"))
+        except (OSError, json.JSONDecodeError, KeyError):
+            continue
+    return problems
+
+
+def as_index(cache_dir: str | Path) -> DataIndex:
+    """What the cache holds as a DataIndex (its clips, the problems recorded when it was built), for the
+    integrity report when the raw clips are gone (downloaded clips are deleted once cached)."""
+    cache_dir = Path(cache_dir)
+    problems = recorded_problems(cache_dir)
+    try:
+        report = json.loads((cache_dir / REPORT_JSON).read_text())
+        problems += [Problem(**p) for p in report.get("problems", []) if p.get("stage") == "index"]
+        skipped = report.get("skipped_not_problems", {})
+    except (OSError, ValueError, TypeError):
+        skipped = {}
+    return DataIndex(root=cache_dir, clips=list_clips(cache_dir), problems=problems, skipped=skipped)
+
+
+# --------------------------------------------------------------------------------------------
+# The Drive budget
+# --------------------------------------------------------------------------------------------
+
+
+def estimated_bytes(clips: int, config: PreprocessConfig) -> int:
+    """An upper estimate of what `clips` cached clips take on disk with `config` (module docstring)."""
+    per_clip = (config.input.num_frames * JPEG_BYTES_PER_PIXEL * config.input.image_size ** 2
+                + 2 * config.input.num_samples + ENTRY_OVERHEAD_BYTES)
+    return int(clips * per_clip)
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Free space (statvfs, what this user may write) on the disk of `folder` or of its nearest existing parent."""
+    folder = Path(folder).expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def gigabytes(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def check_space(folder: str | Path, needed: int, what: str) -> None:
+    """Print what is about to be written to `folder` and the free space there; DiskSpaceError when it does not fit."""
+    free = free_bytes(folder)
+    print(f"{what}: about {gigabytes(needed)} to write to {folder}; free there: {gigabytes(free)}")
+    if needed > free:
+        raise DiskSpaceError(f"{what} needs about {gigabytes(needed)} in {folder} but only {gigabytes(free)} is "
+                             "free: free some space there (or choose another folder), then run again")
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,10 +567,10 @@ def known_problem(cache_dir: str | Path, stem: str, source: str | Path) -> Optio
 def copy_to_local(cache_dir: str | Path, local_dir: str | Path, progress: bool = True, overwrite: bool = False) -> Path:
     """Copy a cache (on Drive) to a local folder; only files missing or changed (size or mtime) there.
 
-    Many small files on Drive are slow to read; training reads the local copy. Each file is copied
-    atomically, so an interrupted copy resumes by calling again; the manifest goes last. A local
-    folder holding a cache with another manifest hash raises DataError unless `overwrite=True` (then
-    its entries are deleted first). Returns `local_dir` as a Path.
+    Training reads the local copy at local-disk speed. Each file is copied atomically, so an
+    interrupted copy resumes by calling again; the manifest goes last. A local folder holding a
+    cache with another manifest hash raises DataError unless `overwrite=True` (then its files are
+    deleted first). Returns `local_dir` as a Path.
     """
     src, dst = Path(cache_dir).expanduser(), Path(local_dir).expanduser()
     src_hash = manifest_hash(src)
@@ -283,13 +583,12 @@ def copy_to_local(cache_dir: str | Path, local_dir: str | Path, progress: bool =
             if not overwrite:
                 raise DataError(f"{dst} holds a cache with other parameters (hash {dst_hash} vs {src_hash}); "
                                 "use another local_dir or overwrite=True")
-            for stem in cached_stems(dst):
-                entry_path(dst, stem).unlink()
-            (dst / MANIFEST).unlink()
+            for p in _own_files(dst):
+                p.unlink(missing_ok=True)
     dst.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(dst)
     files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix in (ENTRY_SUFFIX, ".json", ".csv"))
+                   and p.suffix in (SHARD_SUFFIX, ".json", ".csv"))
     todo = []
     for p in files:
         target = dst / p.name
@@ -304,4 +603,6 @@ def copy_to_local(cache_dir: str | Path, local_dir: str | Path, progress: bool =
         with open(p, "rb") as source, atomic_file(dst / p.name) as target:
             shutil.copyfileobj(source, target, 1 << 20)
         shutil.copystat(p, dst / p.name)
+    for stale in set(_shards(dst)) - {dst / p.name for p in files}:  # a shard no longer in the source
+        stale.unlink()
     return dst

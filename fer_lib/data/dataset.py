@@ -8,7 +8,8 @@ Each item is a dict (the contract the model and the trainer are coded against):
     landmarks      float32 [T, 5, 2]           crop pixels: l-eye, r-eye, nose, l-mouth, r-mouth
     label          int64   []                  0..7 (fer_lib.EMOTIONS)
     actor          int64   []                  1..24
-    path           str                         the clip's cache entry
+    path           str                         the clip in the cache: `<cache>/actor_AA.shard/<stem>.npz`
+                                               (shard, then member), so `Path(path).stem` is the clip's stem
 
 Items are exactly what the cache holds: augmentation happens in `fer_lib.training.items`, seeded per
 (seed, epoch, clip), so that there is one augmentation path and it survives a resume.
@@ -51,9 +52,13 @@ class RavdessDataset(Dataset):
     def actors(self) -> list[int]:
         return sorted({c.actor for c in self.clips})
 
+    def entry(self, i: int) -> dict:
+        """The arrays of clip i as the cache holds them (`fer_lib.data.cache.read_entry`)."""
+        return cache.read_entry(self.clips[i].path)
+
     def __getitem__(self, i: int) -> dict:
         clip = self.clips[i]
-        entry = cache.read_entry(clip.path)
+        entry = self.entry(i)
         return {
             "audio": torch.from_numpy(entry["audio"].astype(np.float32, copy=False)),
             "audio_lengths": torch.tensor(int(entry["audio_length"]), dtype=torch.int64),

@@ -6,8 +6,9 @@
 Accepted layouts (mixed freely, searched recursively): the unpacked download
 `Actor_01/01-01-01-01-01-01-01.mp4` (any nesting, `.mp4` or `.MP4`), and the zips
 `Video_Speech_Actor_01.zip` ... `_24.zip` (also `Video_Song_Actor_XX.zip`), which are unpacked once
-into `Actor_XX/` folders beside the zip (or into `unpack_dir`); only the clips the index keeps are
-extracted, a clip already there with the right size is not extracted again.
+into `Actor_XX/` folders beside the zip (or into `unpack_dir`, e.g. the runtime's local disk, to keep
+Drive for what must persist); only the clips the index keeps are extracted (`unpack_zip`), a clip
+already there with the right size is not extracted again.
 
 Kept by default: audio-visual (media type 01) speech (vocal channel 01); song (02) when
 `PreprocessConfig.include_song`. Video-only (02) and audio-only (03) files are the same
@@ -23,6 +24,7 @@ one-line reason:
     truncated     the file ends before its declared duration (an interrupted download or unzip)
     no_audio      no audio track;  no_video: no video stream
     bad_zip       a zip that cannot be read;  unpack_failed: its folder is not writable (use unpack_dir)
+    wrong_zip     a zip with no audio-visual speech clip (audio-only, song): the message names the zips needed
   (preprocessing adds: faceless - MTCNN finds no face in any frame)
 
 Expected (the full download): 60 audio-visual speech clips per actor (neutral 4, the seven other
@@ -34,10 +36,12 @@ and saves `report.json` + `problems.csv`.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import shutil
+import time
 import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -49,11 +53,14 @@ from tqdm.auto import tqdm
 from fer_lib import EMOTIONS
 from fer_lib.config import PreprocessConfig
 from fer_lib.data.ravdess import NAME_PATTERN, NUM_ACTORS, RavdessClip, RavdessNameError, parse_name
-from fer_lib.errors import FerError
+from fer_lib.errors import FerError, environment_fault
 from fer_lib.fileio import atomic_file, atomic_write_text
 
 LAYOUT_HINT = ("it should hold the RAVDESS download: Actor_01/01-01-01-01-01-01-01.mp4 ... "
                "(unpacked Video_Speech_Actor_XX.zip) or the Video_Speech_Actor_XX.zip files themselves")
+SPEECH_ZIP = "Video_Speech_Actor_{actor:02d}.zip"  # RAVDESS's audio-visual speech clips of one actor
+SPEECH_ZIPS_HINT = ("fer_lib needs the audio-visual speech clips: Video_Speech_Actor_01.zip ... Video_Speech_Actor_24.zip "
+                    "from zenodo.org/records/1188976 (or `python -m fer_lib.data.download` fetches them)")
 CLIP_SUFFIXES = (".mp4", ".wav")
 REPORT_JSON = "report.json"
 PROBLEMS_CSV = "problems.csv"
@@ -198,15 +205,52 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
+def unpack_zip(zpath: Path, dest: Path, config: PreprocessConfig, shown: str = "", progress: bool = True):
+    """Extract the clips the index keeps from one zip into `dest/Actor_XX/`. Returns (extracted or already
+    there, skipped stems by category, problems).
+
+    Each clip is written atomically (a temporary file, then a rename) and gets its zip entry's time as
+    its modification time, so the same zip unpacked again (another runtime) gives the same cache keys
+    (`fer_lib.data.cache.source_key`). A clip already there with the same size is not extracted again.
+    A zip with no clip to keep (audio-only, song) is a `wrong_zip` problem naming the zips needed.
+    Raises zipfile.BadZipFile / OSError when the zip itself cannot be read.
+    """
+    shown = shown or zpath.name
+    kept, todo, skipped, problems = [], [], {}, []
+    with zipfile.ZipFile(zpath) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            kind = _classify(info.filename, config)
+            if kind[0] == "skip":
+                skipped.setdefault(kind[1], set()).add(Path(info.filename).stem)
+            elif kind[0] == "problem":
+                problems.append(Problem(f"{shown}:{info.filename}", kind[1], kind[2]))
+            elif kind[0] == "keep":
+                target = dest / f"Actor_{kind[1].actor:02d}" / Path(info.filename).name
+                kept.append(target)
+                if not (target.is_file() and target.stat().st_size == info.file_size):
+                    todo.append((info, target))
+        if not kept and not problems:
+            found = ", ".join(f"{len(v)} {k.replace('_', '-')}" for k, v in sorted(skipped.items())) or "no clip"
+            problems.append(Problem(shown, "wrong_zip", f"holds no audio-visual speech clip ({found}); {SPEECH_ZIPS_HINT}"))
+        for info, target in tqdm(todo, desc=f"unpack {zpath.name}", unit="clip", disable=not progress or not todo):
+            try:
+                with zf.open(info) as src, atomic_file(target) as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                stamp = time.mktime(info.date_time + (0, 0, -1))
+                os.utime(target, (stamp, stamp))
+            except (zipfile.BadZipFile, EOFError) as exc:
+                problems.append(Problem(f"{shown}:{info.filename}", "bad_zip",
+                                        f"cannot extract ({exc}); re-download {zpath.name}"))
+                kept.remove(target)
+    return kept, skipped, problems
+
+
 def unpack_zips(data_dir: str | Path, unpack_dir: Optional[str | Path] = None,
                 config: Optional[PreprocessConfig] = None, progress: bool = True):
-    """Unpack the RAVDESS zips under `data_dir` (idempotent). Returns (destinations, skipped stems, problems).
-
-    Only the members the index keeps are extracted, each to `<dest>/Actor_XX/<name>` (atomically:
-    a temporary file then a rename); `dest` is the zip's folder or `unpack_dir`. A member whose
-    file is already there with the same size is left alone, so a second call costs one directory
-    listing per zip.
-    """
+    """Unpack the RAVDESS zips under `data_dir` (idempotent, `unpack_zip`). Returns (destinations, skipped
+    stems, problems); `dest` is the zip's folder or `unpack_dir`."""
     config = config or PreprocessConfig()
     data_dir = Path(data_dir)
     zips = sorted(p for p in _walk(data_dir) if p.suffix.lower() == ".zip")
@@ -214,36 +258,20 @@ def unpack_zips(data_dir: str | Path, unpack_dir: Optional[str | Path] = None,
     for zpath in zips:
         dest = Path(unpack_dir) if unpack_dir is not None else zpath.parent
         try:
-            with zipfile.ZipFile(zpath) as zf:
-                todo = []
-                for info in zf.infolist():
-                    if info.is_dir():
-                        continue
-                    where = f"{_display(zpath, data_dir)}:{info.filename}"
-                    kind = _classify(info.filename, config)
-                    if kind[0] == "skip":
-                        skipped.setdefault(kind[1], set()).add(Path(info.filename).stem)
-                    elif kind[0] == "problem":
-                        problems.append(Problem(where, kind[1], kind[2]))
-                    elif kind[0] == "keep":
-                        target = dest / f"Actor_{kind[1].actor:02d}" / Path(info.filename).name
-                        if not (target.is_file() and target.stat().st_size == info.file_size):
-                            todo.append((info, target))
-                for info, target in tqdm(todo, desc=f"unpack {zpath.name}", unit="clip", disable=not progress or not todo):
-                    try:
-                        with zf.open(info) as src, atomic_file(target) as out:
-                            shutil.copyfileobj(src, out, 1 << 20)
-                    except (zipfile.BadZipFile, EOFError) as exc:
-                        problems.append(Problem(f"{_display(zpath, data_dir)}:{info.filename}", "bad_zip",
-                                                f"cannot extract ({exc}); re-download {zpath.name}"))
-                    except OSError as exc:
-                        problems.append(Problem(f"{_display(zpath, data_dir)}:{info.filename}", "unpack_failed",
-                                                f"cannot write {target} ({exc.strerror or exc}); pass unpack_dir "
-                                                "(--unpack_dir) to unpack somewhere writable"))
+            _, zip_skipped, zip_problems = unpack_zip(zpath, dest, config, _display(zpath, data_dir), progress)
         except (zipfile.BadZipFile, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                problems.append(Problem(_display(zpath, data_dir), "unpack_failed", f"cannot unpack it ({exc}); pass "
+                                        "unpack_dir (--unpack_dir) to unpack somewhere writable"))
+                continue
+            if environment_fault(exc) is not None:
+                raise  # the machine (a full disk, a lost Drive mount), not the zip: stop
             problems.append(Problem(_display(zpath, data_dir), "bad_zip",
                                     f"not a readable zip ({exc}); an interrupted download? re-download it"))
             continue
+        for category, stems in zip_skipped.items():
+            skipped.setdefault(category, set()).update(stems)
+        problems += zip_problems
         if dest not in dests:
             dests.append(dest)
     return dests, skipped, problems
@@ -312,6 +340,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _nothing_found(root: Path, n_files: int, skipped: dict, problems: list) -> str:
+    wrong = [p.path for p in problems if p.kind == "wrong_zip"]
+    if wrong:
+        verb = "holds" if len(wrong) == 1 else "hold"
+        return f"no usable RAVDESS clip in {root}: {', '.join(wrong)} {verb} no audio-visual speech clip; {SPEECH_ZIPS_HINT}"
     if skipped.get("video_only") and not problems:
         return (f"no usable RAVDESS clip in {root}: only {skipped['video_only']} video-only (02-...) files, which have "
                 f"no audio; the audio-visual clips are the 01-01-... files of Video_Speech_Actor_XX.zip")

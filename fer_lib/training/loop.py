@@ -85,7 +85,8 @@ class Trainer:
         # Running train sums of this process (loss * clips, correct, clips), kept on the device: no sync per batch.
         self.sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
         if accelerator.is_main_process:  # a resumed epoch's sums so far, over all processes, count once
-            self.sums += torch.tensor([progress.loss_sum, progress.correct, progress.seen], device=accelerator.device)
+            self.sums += torch.tensor([progress.loss_sum, progress.correct, progress.seen], dtype=torch.float64,
+                                      device=accelerator.device)  # float64 as saved: float32 would round the sum
 
     @property
     def steps_per_epoch(self) -> int:
