@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.machine import machine_label
+from fer_lib.reports import replace_block
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 # The original description's claims for an A100 (never measured by anyone): shown beside ours.
 SEED_CLAIMS = {"step time, batch 8": "500 ms", "peak VRAM": "4.5 GB", "epoch (1440 clips)": "62 s",
@@ -51,10 +51,5 @@ def render_markdown(results: dict) -> str:
 
 
 def update_readme(markdown: str, readme: Path = README) -> None:
-    """Replace what stands between the bench markers in the README (they must be there)."""
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} block for the Performance section")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{markdown}{END}{tail}")
+    """Replace the README's Performance table (between its `bench` markers)."""
+    replace_block(readme, "bench", markdown)

@@ -18,8 +18,12 @@ Presets (`get_preset`) fill these trees:
     full         as lightweight, with the pretrained LFM2-700M backbone
 
 A backbone is loaded from `*_id` (a hub id or a local directory with the same files) when it is set,
-and built with random weights from `*_config` (keyword arguments of the transformers config class)
-when `*_id` is None.
+at the hub commit `*_revision` (pinned in the presets, so a later hub update cannot change a run), and
+built with random weights from `*_config` (keyword arguments of the transformers config class) when
+`*_id` is None.
+
+The reference recipe (`get_recipe("reference")`: a preset plus its training settings) is what the
+6-fold cross-validation of README's results runs (`python -m fer_lib.cv --recipe reference`).
 """
 
 from __future__ import annotations
@@ -59,7 +63,11 @@ class InputConfig:
 @dataclass
 class AudioConfig:
     encoder_id: Optional[str] = None  # e.g. "nvidia/parakeet-ctc-0.6b" (a CTC model: its encoder is used)
+    encoder_revision: Optional[str] = None  # hub commit (40 hex) of encoder_id; None: whatever the hub serves now
     encoder_config: dict[str, Any] = field(default_factory=dict)  # ParakeetEncoderConfig kwargs when encoder_id is None
+    # How many encoder layer outputs the learnable softmax-weighted sum mixes (SUPERB), evenly spread up to
+    # the last layer; 1: the last layer alone. Emotion sits mostly in the middle layers of speech encoders.
+    mixed_layers: int = 12
     num_mel_bins: int = 80
     n_fft: int = 512
     win_length: int = 400  # 25 ms at 16 kHz
@@ -73,7 +81,9 @@ class AudioConfig:
 @dataclass
 class VisualConfig:
     encoder_id: Optional[str] = None  # e.g. "google/siglip2-base-patch16-224" (SigLIP or SigLIP2: its vision tower is used)
+    encoder_revision: Optional[str] = None  # hub commit (40 hex) of encoder_id
     encoder_config: dict[str, Any] = field(default_factory=dict)  # SiglipVisionConfig kwargs when encoder_id is None
+    mixed_layers: int = 6  # layer outputs mixed by the learnable weighted sum (as AudioConfig.mixed_layers)
     roi_tokens: int = 68  # 196 patch tokens -> this many per frame, guided by landmarks
     temporal_conv_layers: int = 2  # gated short-convolution blocks (GSCB)
     temporal_conv_kernel: int = 3
@@ -87,10 +97,16 @@ class VisualConfig:
 @dataclass
 class FusionConfig:
     backbone_id: Optional[str] = None  # e.g. "LiquidAI/LFM2-700M" (a causal LM: its base model is used)
+    backbone_revision: Optional[str] = None  # hub commit (40 hex) of backbone_id
     backbone_config: dict[str, Any] = field(default_factory=dict)  # Lfm2Config kwargs when backbone_id is None
     output_dim: int = 512
     modality_dropout: float = 0.0  # training only: probability of dropping one whole modality per sample
     freeze_backbone: bool = False
+    # A pretrained backbone (backbone_id) that trains learns through LoRA adapters of this rank (peft), its
+    # own weights frozen; 0: fine-tune all of it. A random-init backbone always trains whole.
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
 
 
 @dataclass
@@ -124,7 +140,23 @@ class ModelConfig:
             raise ConfigError(f"fusion.modality_dropout must be in [0, 1), got {self.fusion.modality_dropout}")
         if self.input.clip_seconds <= 0 or self.input.sample_rate <= 0:
             raise ConfigError("input.clip_seconds and input.sample_rate must be positive")
+        for name, value in (("audio.mixed_layers", self.audio.mixed_layers),
+                            ("visual.mixed_layers", self.visual.mixed_layers)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.fusion.lora_rank, int) or self.fusion.lora_rank < 0:
+            raise ConfigError(f"fusion.lora_rank must be a non-negative integer, got {self.fusion.lora_rank!r}")
+        for name, revision in (("audio.encoder_revision", self.audio.encoder_revision),
+                               ("visual.encoder_revision", self.visual.encoder_revision),
+                               ("fusion.backbone_revision", self.fusion.backbone_revision)):
+            if revision is not None and not is_commit_hash(revision):
+                raise ConfigError(f"{name} must be a full 40-hex commit hash, got {revision!r}")
         return self
+
+
+def is_commit_hash(text: str) -> bool:
+    """A full git commit hash: 40 lower-case hex digits (a branch or tag name can move; a commit cannot)."""
+    return isinstance(text, str) and len(text) == 40 and all(c in "0123456789abcdef" for c in text)
 
 
 POOLINGS = ("mean", "max", "attention", "last")
@@ -164,8 +196,8 @@ class TrainConfig:
     num_workers: Optional[int] = None  # None: a sensible default for the machine
     use_wandb: bool = False
     wandb_project: str = "fer_lib"
-    embedding_cache: bool = True  # cache frozen-encoder outputs; a cached branch is not augmented
-    augment: bool = True  # train-time augmentation of every branch that is not cached
+    embedding_cache: bool = True  # cache frozen-encoder outputs (their raw input is then not augmented)
+    augment: bool = True  # train-time augmentation: of the raw input, or of a cached branch's features (masking)
     checkpoint_every_steps: int = 0  # also save `last` every N optimizer steps inside an epoch (0: epoch ends only)
     resume_from: Optional[str] = None  # checkpoint folder the run started from (None: from scratch)
 
@@ -207,6 +239,17 @@ PRESETS = ("tiny", "lightweight", "full")
 SIGLIP2_ID = "google/siglip2-base-patch16-224"
 PARAKEET_ID = "nvidia/parakeet-ctc-0.6b"
 LFM2_ID = "LiquidAI/LFM2-700M"
+# The hub commit each pretrained part is loaded at (HF_HUB_OFFLINE loads the same commit from the local cache).
+# Found in public code that pins these ids (the hub itself was not reachable from the build machines):
+# SigLIP2 at 75de2d55... is pinned by several projects; LFM2-700M at ab260293... is a snapshot folder of the
+# hub cache quoted in a public README. No commit of nvidia/parakeet-ctc-0.6b could be found, so it is not
+# pinned (None): loading it says so, and the frozen-weight fingerprint in every checkpoint still catches a
+# change. Set it once known: `huggingface_hub.model_info(PARAKEET_ID).sha`.
+REVISIONS = {
+    SIGLIP2_ID: "75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
+    PARAKEET_ID: None,
+    LFM2_ID: "ab260293733f05dd4ce22399bea1cae2cf9b272d",
+}
 
 # The architectures behind those ids, as kwargs of the same config classes `*_config` uses
 # (SiglipVisionConfig, ParakeetEncoderConfig, Lfm2Config), so `build_model(cfg, random_init=True)`
@@ -260,6 +303,7 @@ TINY_LFM2 = dict(
 def get_preset(name: str) -> ModelConfig:
     """The ModelConfig of a named preset (tiny | lightweight | full)."""
     if name == "tiny":
+        # Both layers of each 2-layer encoder are mixed, as in the bigger presets.
         return ModelConfig(
             preset="tiny",
             audio=AudioConfig(encoder_config=dict(TINY_AUDIO_ENCODER), output_dim=64, freeze_encoder=False),
@@ -274,18 +318,41 @@ def get_preset(name: str) -> ModelConfig:
     if name == "lightweight":
         return ModelConfig(
             preset="lightweight",
-            audio=AudioConfig(encoder_id=PARAKEET_ID),
-            visual=VisualConfig(encoder_id=SIGLIP2_ID),
+            audio=AudioConfig(encoder_id=PARAKEET_ID, encoder_revision=REVISIONS[PARAKEET_ID]),
+            visual=VisualConfig(encoder_id=SIGLIP2_ID, encoder_revision=REVISIONS[SIGLIP2_ID]),
             fusion=FusionConfig(backbone_config=dict(SMALL_LFM2)),
         )
     if name == "full":
         return ModelConfig(
             preset="full",
-            audio=AudioConfig(encoder_id=PARAKEET_ID),
-            visual=VisualConfig(encoder_id=SIGLIP2_ID),
-            fusion=FusionConfig(backbone_id=LFM2_ID),
+            audio=AudioConfig(encoder_id=PARAKEET_ID, encoder_revision=REVISIONS[PARAKEET_ID]),
+            visual=VisualConfig(encoder_id=SIGLIP2_ID, encoder_revision=REVISIONS[SIGLIP2_ID]),
+            fusion=FusionConfig(backbone_id=LFM2_ID, backbone_revision=REVISIONS[LFM2_ID]),  # trained through LoRA
         )
     raise ConfigError(f"unknown preset {name!r}; choose one of {PRESETS}")
+
+
+RECIPES = ("reference",)
+
+
+def get_recipe(name: str) -> tuple[ModelConfig, TrainConfig]:
+    """A named recipe: a preset and the training settings it is run with (`python -m fer_lib.cv --recipe NAME`).
+
+    reference  the recipe the published RAVDESS results point to, not yet measured on RAVDESS: frozen
+               SigLIP2 and Parakeet read through learnable layer mixes (cached in fp16, masked per epoch
+               as augmentation), LFM2-700M trained through LoRA (`full`); modality dropout 0.2 so that
+               one model serves audio-only, visual-only and both (the 6-fold table reports all three);
+               label smoothing 0.1; lr 2e-4 for heads and adapters with warmup and cosine decay;
+               early stopping on validation UAR (neutral has half the clips of the other classes).
+    """
+    if name != "reference":
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {RECIPES}")
+    model = get_preset("full")
+    model.fusion.modality_dropout = 0.2
+    model.classifier.label_smoothing = 0.1
+    train = TrainConfig(batch_size=8, grad_accum_steps=2, max_epochs=40, lr=2e-4, backbone_lr=1e-5,
+                        warmup_ratio=0.05, early_stopping_patience=10, early_stopping_metric="uar")
+    return model, train
 
 
 # --------------------------------------------------------------------------------------------

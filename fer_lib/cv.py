@@ -1,10 +1,15 @@
 """Cross-validation over actor folds: train and evaluate every fold, then mean ± std of each metric.
 
     python -m fer_lib.cv (--cache_dir CACHE | --data_dir RAW) --name NAME [--root ROOT | --cv_dir DIR]
-                         [--folds 0,1,...] [--ablation] [--config_type tiny] [--modalities av|a|v]
-                         [--max_epochs N --batch_size B ...: the training command's flags]
+                         [--recipe reference] [--folds 0,1,...] [--ablation] [--config_type tiny]
+                         [--modalities av|a|v] [--max_epochs N --batch_size B ...: the training command's flags]
 
 or, in a notebook, `cross_validate(cache_dir, cv_dir, ...) -> summary dict`.
+
+`--recipe reference` runs the named reference recipe (`fer_lib.config.get_recipe`): its preset and
+training settings become the flags' defaults (a flag given explicitly still wins), and `--ablation`
+is on, so summary.md has WAR, UAR and macro-F1 per fold, mean and std, for audio only, visual only
+and both. `python -m fer_lib.results --cv_dir DIR` then writes that table into README's Results.
 
 The protocol: `fer_lib.data.splits.kfold_splits`, 6 folds of 4 consecutive actors held out for test
 (1-4, 5-8, ..., 21-24), the folds HiCMAE (WAR 87.99 / UAR 87.96) and published RAVDESS results use;
@@ -21,7 +26,7 @@ Layout (`cv/<name>/` on Drive, `DriveLayout.cv(name)`):
         summary.json              per-fold metrics, mean and std of WAR / UAR / macro-F1, the summed
                                   confusion matrix, pooled metrics over all test predictions, and the
                                   ablation's mean and std per modality mode when every fold has one
-        summary.md, folds.csv     the same as tables
+        summary.md, folds.csv     the same as tables (summary.md: per fold and modality too, with --ablation)
         confusion_summed.png, folds.png
         predictions_all.csv       every fold's test predictions (each clip once over a full CV)
 
@@ -43,7 +48,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from fer_lib import cli
-from fer_lib.config import TrainConfig
+from fer_lib import modalities as modality_names
+from fer_lib.config import RECIPES, TrainConfig, get_recipe
 from fer_lib.data.splits import DEFAULT_FOLDS, actor_ranges
 from fer_lib.errors import FerError
 from fer_lib.metrics import METRIC_NAMES, SUMMARY_METRICS
@@ -97,7 +103,8 @@ def _protocol(results: list[dict], n_folds: int) -> str:
 
 
 def _ablation_stats(cv_dir: Path, folds: Sequence[int], results: list[dict]) -> Optional[dict]:
-    """Mean and std per modality mode when every fold was evaluated with the ablation; None otherwise."""
+    """Per modality mode, each metric's mean, std and per-fold values (`mean_std`) when every fold was
+    evaluated with the ablation; None otherwise."""
     if not all(r.get("ablation_dir") for r in results):
         return None
     stats = {}
@@ -106,6 +113,19 @@ def _ablation_stats(cv_dir: Path, folds: Sequence[int], results: list[dict]) -> 
                     for k, r in zip(folds, results)]
         stats[flag] = {m: mean_std([f[m] for f in per_fold]) for m in SUMMARY_METRICS}
     return stats
+
+
+def modality_table(summary: dict) -> str:
+    """WAR, UAR and macro-F1 per fold and modality mode, then mean and std per mode: the 6-fold results table."""
+    rows = []
+    for flag, stats in summary["ablation"].items():
+        name = modality_names.display_name(flag)
+        for i, row in enumerate(summary["per_fold"]):
+            rows.append((name, row["fold"], actor_ranges(row["test_actors"]),
+                         *(fmt(stats[m]["per_fold"][i]) for m in SUMMARY_METRICS)))
+        for label in ("mean", "std"):
+            rows.append((name, f"**{label}**", "", *(f"**{fmt(stats[m][label])}**" for m in SUMMARY_METRICS)))
+    return markdown_table(("modalities", "fold", "test actors", "WAR %", "UAR %", "macro-F1 %"), rows)
 
 
 def aggregate(cv_dir: str | Path, folds: Optional[Sequence[int]] = None, name: Optional[str] = None) -> dict:
@@ -172,7 +192,8 @@ def summary_markdown(summary: dict) -> str:
         rows = [(flag, *(f"{fmt(s[m]['mean'])} ± {fmt(s[m]['std'])}" for m in SUMMARY_METRICS))
                 for flag, s in summary["ablation"].items()]
         md += ["## Modality ablation (mean ± std over folds, %)", "",
-               markdown_table(("modalities", "WAR", "UAR", "macro-F1"), rows), ""]
+               markdown_table(("modalities", "WAR", "UAR", "macro-F1"), rows), "",
+               "## Per fold and modality", "", modality_table(summary), ""]
     return "\n".join(md)
 
 
@@ -237,6 +258,16 @@ def cross_validate(cache_dir: Optional[str | Path], cv_dir: str | Path, model_co
     return {**summary, "status": status}
 
 
+def recipe_defaults(name: str) -> dict:
+    """The command-line defaults that make `configs_from_args` build recipe `name` (`get_recipe`)."""
+    from fer_lib.train import TRAINING_FLAG_TYPES
+
+    model, train = get_recipe(name)
+    return {**{flag: getattr(train, flag) for flag in (*TRAINING_FLAG_TYPES, "early_stopping_metric", "modalities")},
+            "config_type": model.preset, "modality_dropout": model.fusion.modality_dropout,
+            "label_smoothing": model.classifier.label_smoothing}
+
+
 def _fold_list(text: str) -> list[int]:
     try:
         folds = [int(k) for k in text.split(",")]
@@ -267,9 +298,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--cv_dir", help="explicit results folder instead of <root>/cv/<name>")
     parser.add_argument("--folds", type=_fold_list, help="comma-separated folds to run now (default all)")
     parser.add_argument("--ablation", action="store_true", help="also audio-only / visual-only per fold")
+    parser.add_argument("--recipe", choices=RECIPES,
+                        help="a named recipe: its preset and training settings become the defaults, --ablation is on")
     add_training_flags(parser, per_run=False)
     for flag in PER_RUN_FLAGS:
         parser.add_argument(flag, nargs="*", action=_SetPerFold, help=argparse.SUPPRESS)
+    recipe = parser.parse_known_args(argv)[0].recipe
+    if recipe:
+        parser.set_defaults(**recipe_defaults(recipe), ablation=True)
     args = parser.parse_args(argv)
     if not args.cv_dir and not args.name:
         parser.error("give --name (results in <root>/cv/<name>) or --cv_dir")

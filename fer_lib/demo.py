@@ -46,6 +46,23 @@ def ensure_cache(layout: DriveLayout, workers: int = 1) -> Path:
     return preprocess.ensure_cache(layout.ravdess, layout.preprocessed, workers=workers)
 
 
+def ensure_fold_cache(layout: DriveLayout, actors: int = 6) -> Path:
+    """The smallest input of the 6-fold split: one synthetic clip per actor 1..`actors` and their cache, in
+    `cv_smoke/` under the root (notebook 06's smoke mode); made only where missing."""
+    import numpy as np
+
+    from fer_lib import preprocess
+
+    smoke = DriveLayout.at(layout.root / "cv_smoke", layout.local / "cv_smoke")
+    if not any(smoke.ravdess.rglob("*.mp4")):
+        rng = np.random.default_rng(0)
+        for actor in range(1, actors + 1):
+            label = actor % 8
+            synthetic.write_clip(smoke.ravdess / f"Actor_{actor:02d}" / synthetic.clip_name(label, actor, 0),
+                                 synthetic.draw_spec(label, actor, "av", rng))
+    return preprocess.ensure_cache(smoke.ravdess, smoke.preprocessed)
+
+
 def ensure_long_clip(layout: DriveLayout, seconds: float = 9.0) -> Path:
     """A synthetic clip longer than a window (`local/long_clip.mp4`), for prediction over time."""
     import numpy as np

@@ -263,3 +263,18 @@ def roi_tokens_figure(crop: np.ndarray, landmarks: np.ndarray, token_indices: np
     ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def layer_weights_figure(mixes: dict[str, tuple[Sequence[int], np.ndarray]], title: str = "Which encoder layers the model uses",
+                         subtitle: str = "") -> Figure:
+    """One bar chart per branch: the learned layer-mix weight of each encoder layer it reads.
+
+    `mixes`: {branch name: (encoder layer numbers, softmax weights)}; the dashed line is the uniform start.
+    """
+    fig = Figure(figsize=(4.5 * len(mixes), 3.4))
+    for ax, (name, (layers, weights)) in zip(np.atleast_1d(fig.subplots(1, len(mixes))), mixes.items()):
+        ax.bar([str(layer) for layer in layers], weights, color="C0")
+        ax.axhline(1 / len(layers), color="grey", linestyle="--", linewidth=1, label="uniform (start)")
+        ax.set(xlabel="encoder layer", ylabel="weight", title=name)
+        ax.legend(fontsize=8)
+    return _finish(fig, title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)

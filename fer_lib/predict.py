@@ -47,6 +47,9 @@ from fer_lib.predictions import PROB_FIELDS
 from fer_lib.reports import new_dir, write_csv, write_json
 
 MODES = ("auto", "av", "a", "v")
+# The inputs of each set of modalities a window may hold (a window keeps audio_lengths with its audio).
+INPUT_KEYS = {("audio",): ("audio", "audio_lengths"), ("visual",): ("frames", "landmarks"),
+              ("audio", "visual"): ("audio", "audio_lengths", "frames", "landmarks")}
 WINDOW_FIELDS = ("window", "start", "end", "modalities", "face_frames", "frames", "emotion", *PROB_FIELDS)
 
 
@@ -88,24 +91,35 @@ def choose_inputs(mode: str, trained: str, media: MediaStreams, name: str) -> tu
     return use_audio, use_visual, notes
 
 
+def window_logits(model, windows: list[Window], modalities: Optional[tuple[str, ...]] = None) -> np.ndarray:
+    """Logits [N, C] of `windows`, batched by the modalities each holds (only those of `modalities` when given;
+    every window must keep one)."""
+    import torch
+
+    device = next(model.parameters()).device
+    used = [tuple(m for m in w.modalities if modalities is None or m in modalities) for w in windows]
+    logits = np.zeros((len(windows), len(EMOTIONS)), np.float32)
+    for group_modalities in set(used):
+        rows = [i for i, m in enumerate(used) if m == group_modalities]
+        keys = [k for k in windows[rows[0]].inputs if k in INPUT_KEYS[group_modalities]]
+        batch = {k: torch.stack([torch.as_tensor(windows[i].inputs[k]) for i in rows]).to(device) for k in keys}
+        with torch.inference_mode():
+            logits[rows] = model(batch, modalities=group_modalities).logits.float().cpu().numpy()
+    return logits
+
+
 def classify_windows(model, windows: VideoWindows, batch_size: int, progress: bool = True
                      ) -> tuple[list[Window], np.ndarray]:
     """Every window and its class probabilities [N, C]; windows using the same modalities share batches."""
     import torch
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
     done: list[Window] = []
     probs = np.zeros((len(windows), len(EMOTIONS)))
     pending: list[Window] = []
 
     def flush():
-        for modalities in {w.modalities for w in pending}:
-            group = [w for w in pending if w.modalities == modalities]
-            batch = {k: torch.stack([torch.as_tensor(w.inputs[k]) for w in group]).to(device) for k in group[0].inputs}
-            with torch.inference_mode():
-                logits = model(batch, modalities=modalities).logits
-            probs[[w.index for w in group]] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        probs[[w.index for w in pending]] = torch.from_numpy(window_logits(model, pending)).softmax(dim=-1).numpy()
         pending.clear()
 
     for window in tqdm(windows, total=len(windows), desc=f"predict {windows.path.name}", unit="window",
@@ -134,7 +148,7 @@ def face_notes(windows: list[Window], use_audio: bool, name: str) -> list[str]:
 
 def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str | Path] = None,
                   hop: Optional[float] = None, modalities: str = "auto", batch_size: int = 4, device=None,
-                  progress: bool = True, verbose: bool = True) -> dict:
+                  progress: bool = True, verbose: bool = True, allow_other_frozen_weights: bool = False) -> dict:
     """Per-window emotion probabilities of `video` and its overall label (module docstring).
 
     Returns the content of prediction.json plus "out_dir" and "window_rows" (the rows of windows.csv).
@@ -152,7 +166,7 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     device = devices.resolve(device)
     ckpt_dir = checkpoints.resolve(checkpoint)
     out_root = check_writable(Path(out) if out else default_out_dir(ckpt_dir, video))
-    trained = checkpoints.load_model(ckpt_dir, device)
+    trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
     inp = trained.config.input
     seconds = inp.num_samples / inp.sample_rate
     hop = seconds / 2 if hop is None else float(hop)
@@ -227,11 +241,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--batch_size", type=cli.POSITIVE_INT, default=4)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--no_progress", action="store_true")
+    parser.add_argument("--allow_other_frozen_weights", action="store_true",
+                        help="predict although the pretrained weights differ from those the checkpoint was trained with")
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed once below, as one line each
         result = predict_video(args.video, args.checkpoint, args.out, hop=args.hop, modalities=args.modalities,
-                               batch_size=args.batch_size, device=args.device, progress=not args.no_progress)
+                               batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+                               allow_other_frozen_weights=args.allow_other_frozen_weights)
     for note in result["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     return 0

@@ -3,6 +3,7 @@
     new_dir(parent, "best-test-av")      a new folder, `-2`, `-3` ... when the name is taken: never an earlier one reused
     write_json / write_csv               atomic (`fer_lib.fileio`), numbers written the same way everywhere
     markdown_table, fmt                  the tables of report.md, summary.md, ablation.md (percent with 2 decimals)
+    replace_block(path, name, text)      a generated block of a markdown file (README), between its markers
     report_from_predictions(pred, dir)   metrics.json, per_class.csv, confusion PNGs and report.md of one evaluation
     ablation_table(results, dir)         ablation.csv / .md / .json / .png: one row per modality mode
 
@@ -85,6 +86,18 @@ def per_class_markdown(metrics: dict) -> str:
     rows = [(name, fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"]), m["support"])
             for name, m in metrics["per_class"].items()]
     return markdown_table(("class", "precision %", "recall %", "F1 %", "clips"), rows)
+
+
+def replace_block(path: str | Path, name: str, text: str) -> Path:
+    """Replace what stands between `<!-- name:start -->` and `<!-- name:end -->` in `path` (they must be there)."""
+    path = Path(path)
+    content = path.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in content or end not in content:
+        raise FerError(f"{path} has no {start} ... {end} block to write into")
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return atomic_write_text(path, f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
 
 
 def report_from_predictions(source, out_dir: str | Path, subtitle: str = "", info: Optional[dict] = None) -> dict:

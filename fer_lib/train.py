@@ -14,6 +14,9 @@ config.json, split.json, checkpoints/last/, checkpoints/best/, metrics.csv, metr
 With `--local_dir` (the notebooks set it in Colab, where `--save_dir` is on Google Drive) the run is
 written to `<local_dir>/<run_name>/` on the runtime's disk first and copied to the run folder every
 `--sync_minutes` and at the end (fer_lib/training/drive_sync.py): a disconnect loses at most that long.
+After training, layer_weights.png shows which encoder layers the best checkpoint's layer mixes use.
+config.json also holds the fingerprints of the pretrained weights loaded from their source
+(`fer_lib.models.fingerprint`); resuming against other weights stops unless `--allow_other_frozen_weights`.
 
 Where a run starts:
 - its folder already has `checkpoints/last`: it continues from there (the same command again resumes
@@ -68,7 +71,8 @@ from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_p
 from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, default_num_workers
 from fer_lib.data.splits import DEFAULT_FOLDS, get_split
-from fer_lib.models import PRETRAINED_PARTS, build_model
+from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, layer_mix
+from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
 from fer_lib.training.checkpoint import CheckpointError
@@ -102,7 +106,8 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
           model_config: Union[str, ModelConfig] = DEFAULT_PRESET, train_config: Optional[TrainConfig] = None, *,
           data_dir: Optional[Union[str, Path]] = None, run_name: Optional[str] = None, unfreeze: Iterable[str] = (),
           embedding_dir: Optional[Union[str, Path]] = None, show_progress: bool = True,
-          local_dir: Optional[Union[str, Path]] = None, sync_minutes: float = 10.0) -> TrainResult:
+          local_dir: Optional[Union[str, Path]] = None, sync_minutes: float = 10.0,
+          allow_other_frozen_weights: bool = False) -> TrainResult:
     """Train (or resume) one run; see the module docstring.
 
     cache_dir: the preprocessing cache; data_dir: raw clips, preprocessed into `cache_dir` first when
@@ -115,6 +120,8 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     (FolderInUseError when another live process trains into it). local_dir: write the run there
     first (the runtime's disk) and copy it to `save_dir` every `sync_minutes` and at the end; None:
     write `save_dir/<run name>` directly.
+    allow_other_frozen_weights: resume although the pretrained weights loaded now differ from those the
+    checkpoint was trained with.
     """
     model_cfg = get_preset(model_config) if isinstance(model_config, str) else copy.deepcopy(model_config)
     train_cfg = dataclasses.replace(train_config or TrainConfig())
@@ -138,11 +145,12 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     # Process 0 holds the run folder until the run ends: a second trainer into it stops at once.
     with run_folder.hold(run_dir) if accelerator.is_main_process else nullcontext():
         return _train(accelerator, run_dir, config, model_cfg, train_cfg, cache_dir, data_dir, embedding_dir,
-                      show_progress, local_dir, sync_minutes)
+                      show_progress, local_dir, sync_minutes, allow_other_frozen_weights)
 
 
 def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: ModelConfig, train_cfg: TrainConfig,
-           cache_dir, data_dir, embedding_dir, show_progress: bool, local_dir, sync_minutes: float) -> TrainResult:
+           cache_dir, data_dir, embedding_dir, show_progress: bool, local_dir, sync_minutes: float,
+           allow_other_frozen_weights: bool) -> TrainResult:
     say = accelerator.print
     with accelerator.main_process_first():
         cache_dir = ensure_cache(data_dir, cache_dir)
@@ -163,6 +171,10 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     start = _starting_checkpoint(last, train_cfg.resume_from, model_cfg)
     set_seed(train_cfg.seed)
     model = build_model(model_cfg)
+    config[fingerprint.FIELD] = fingerprint.frozen_fingerprints(model)
+    if start is not None:
+        for line in fingerprint.check(model, start.config.get(fingerprint.FIELD), allow_other_frozen_weights):
+            say(f"warning: {line}")
     progress, state, origin = _load_start(model, config, start, resumed=last is not None)
     log = MetricsLog(work_dir, epochs_done=progress.epoch)
     if accelerator.is_main_process:  # only now: a command refused above has written nothing
@@ -209,6 +221,8 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
         progress = trainer.fit()
     finally:
         log.finish()
+    if accelerator.is_main_process:
+        _plot_layer_weights(accelerator.unwrap_model(model), work_dir)
     if sync is not None:
         sync.finish()
 
@@ -220,6 +234,17 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     )
     say(_report(result))
     return result
+
+
+def _plot_layer_weights(model, run_dir: Path) -> None:
+    """layer_weights.png: the layer-mix weights of the best checkpoint (of the last weights when a run killed
+    while writing it left no readable `best`)."""
+    try:
+        weights, which = checkpoint.load(run_dir / "checkpoints" / "best").weights, "best checkpoint"
+    except CheckpointError:
+        weights, which = model.state_dict(), "last weights"
+    mixes = layer_mix.learned_weights(model, weights)
+    save_png(layer_weights_figure(mixes, subtitle=f"{run_dir.name}, {which}"), run_dir / "layer_weights.png")
 
 
 def _precision() -> str:
@@ -354,7 +379,9 @@ def add_training_flags(parser: argparse.ArgumentParser, per_run: bool = True) ->
     train_flags.add_argument("--use_wandb", action="store_true", help="log to W&B (offline without WANDB_API_KEY)")
     train_flags.add_argument("--no_augment", action="store_true", help="no train-time augmentation")
     train_flags.add_argument("--no_embedding_cache", action="store_true",
-                             help="run frozen encoders every epoch (needed to augment their input)")
+                             help="run frozen encoders every epoch (needed to augment their raw input)")
+    train_flags.add_argument("--allow_other_frozen_weights", action="store_true",
+                             help="resume although the pretrained weights differ from those the checkpoint was trained with")
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -378,7 +405,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     model_cfg, train_cfg = configs_from_args(args)
     train(args.cache_dir, args.save_dir, model_cfg, train_cfg, data_dir=args.data_dir, run_name=args.run_name,
           unfreeze=args.unfreeze, embedding_dir=args.embedding_dir, local_dir=args.local_dir,
-          sync_minutes=args.sync_minutes)
+          sync_minutes=args.sync_minutes,
+          allow_other_frozen_weights=args.allow_other_frozen_weights)
     return 0
 
 

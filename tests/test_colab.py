@@ -155,6 +155,7 @@ LEAVES = {
     "03_training": ["runs/smoke/checkpoints/best", "runs/smoke/curves.png"],
     "04_evaluation": ["runs/smoke/eval"],
     "05_predict_your_video": ["predictions/long_clip/timeline.png"],
+    "06_cross_validation": ["cv/smoke/summary.json", "cv/smoke/results_readme.md", "cv/smoke/fold_0/layer_weights.png"],
 }
 
 

@@ -261,6 +261,38 @@ def test_static_fallback_and_widget_from_the_cache(ablation, synthetic_cache, tm
 # --------------------------------------------------------------------------------------------
 
 
+def test_clip_windows_average_the_logits_over_the_whole_raw_clip(trained, synthetic_cache, tmp_path):
+    """--clip_windows: windows covering each raw test clip, their mean logits, reported beside one window."""
+    import torch
+
+    from fer_lib.data.media import VideoWindows, open_media
+    from fer_lib.training.checkpoint import load_model
+
+    report = evaluate.evaluate(trained.run_dir, synthetic_cache.root, out=tmp_path, modalities="av", progress=False,
+                               verbose=False, data_dir=synthetic_cache.clips.root, clip_windows=True)
+    out = Path(report["out_dir"])
+    alone = evaluate.evaluate(trained.run_dir, synthetic_cache.root, out=tmp_path, modalities="av", progress=False,
+                              verbose=False)
+    assert report["results"] == alone["results"]  # the single-window figures are the same with the option
+    rows = {Path(r["path"]).stem: r for r in read_rows(out / "windows" / "predictions.csv")}
+    assert sorted(rows) == sorted(Path(r["path"]).stem for r in read_rows(out / "predictions.csv"))
+    table = (out / "windows.md").read_text()
+    assert "one 3 s window (cache)" in table and "windows over the whole clip" in table
+    assert report["windows"]["av"]["war"] == json.loads((out / "windows" / "metrics.json").read_text())["war"]
+
+    # The longest test clip, recomputed window by window: the mean of the windows' logits.
+    model = load_model(trained.run_dir, "cpu").model
+    inp = model.config.input
+    stem = max(rows, key=lambda name: synthetic_cache.clips.specs[name].seconds)
+    video = next(synthetic_cache.clips.root.rglob(f"{stem}.mp4"))
+    windows = list(VideoWindows(video, open_media(video, inp.sample_rate), inp, 1.5, True, True))
+    assert len(windows) >= 2  # longer than one window: the option sees more than the cache holds
+    with torch.no_grad():
+        logits = torch.stack([model({k: torch.as_tensor(v)[None] for k, v in w.inputs.items()}).logits[0]
+                              for w in windows]).mean(dim=0)
+    np.testing.assert_allclose(probs_of([rows[stem]])[0], logits.softmax(dim=-1).numpy(), atol=1e-5)
+
+
 def test_predict_clip_without_audio_is_visual_only(trained, tmp_path):
     spec = synthetic.draw_spec(3, 9, "av", np.random.default_rng(1), seconds=3.5)
     clip = synthetic.write_clip(tmp_path / "silent.mp4", spec, with_audio=False)
@@ -417,7 +449,8 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
 
     cv_dir = tmp_path / "cv" / "tiny_cv"
     cfg = TrainConfig(**ONE_EPOCH)
-    summary = cv.cross_validate(six_actor_cache, cv_dir, "tiny", cfg, folds=[0, 1], show_progress=False, verbose=False)
+    summary = cv.cross_validate(six_actor_cache, cv_dir, "tiny", cfg, folds=[0, 1], ablation=True,
+                                show_progress=False, verbose=False)
     assert summary["status"] == {0: "done", 1: "done"} and summary["folds"] == [0, 1]
     splits = kfold_splits(range(1, 7))
     fold_metrics = []
@@ -438,6 +471,24 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     assert len(read_rows(cv_dir / "predictions_all.csv")) == summed.sum()
     md = (cv_dir / "summary.md").read_text()
     assert "fold 0: 1; fold 1: 2" in md and "| WAR |" in md  # the folds are named with the figures
+    # The results table: WAR, UAR, macro-F1 per fold and modality, then mean and std per modality.
+    table = cv.modality_table(saved)
+    for flag, name in (("a", "audio only"), ("v", "visual only"), ("av", "audio+visual")):
+        fold0 = json.loads((cv_dir / "fold_0" / "eval" / "best-test-ablation" / flag / "metrics.json").read_text())
+        assert f"| {name} | 0 | 1 | {reports.fmt(fold0['war'])} | {reports.fmt(fold0['uar'])} |" in table
+        assert f"| {name} | **std** |" in table
+    assert table in md
+
+    # README's Results section from this summary, and "not measured yet" without one.
+    from fer_lib import results
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\nSTALE\n<!-- results:end -->\ntail\n")
+    assert results.main(["--readme", str(readme)]) == 0
+    assert "Not measured yet" in readme.read_text() and "STALE" not in readme.read_text()
+    assert results.main(["--cv_dir", str(cv_dir), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert table in text and "6 folds of 4 consecutive actors" in text and text.endswith("<!-- results:end -->\ntail\n")
     for name in ("confusion_summed.png", "folds.csv", "folds.png"):
         assert (cv_dir / name).stat().st_size > 0
 
@@ -450,3 +501,17 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     again = cv.cross_validate(six_actor_cache, cv_dir, "tiny", cfg, folds=[1], show_progress=False, verbose=False)
     assert again["status"] == {1: "resumed"} and again["folds"] == [0, 1]
     assert len(read_rows(cv_dir / "fold_1" / "metrics.csv")) == 1
+
+
+def test_the_reference_recipe_is_what_the_cv_command_runs(six_actor_cache, tmp_path, monkeypatch):
+    from fer_lib.config import get_recipe
+
+    calls = []
+    monkeypatch.setattr(cv, "cross_validate", lambda *args, **kwargs: calls.append((args, kwargs)))
+    base = ["--cache_dir", str(six_actor_cache), "--cv_dir", str(tmp_path), "--recipe", "reference"]
+    assert cv.main(base) == 0 and cv.main(base + ["--max_epochs", "3"]) == 0
+    model_cfg, train_cfg = get_recipe("reference")
+    (args, kwargs), (args3, _) = calls
+    assert args[2:4] == (model_cfg, train_cfg) and kwargs["ablation"]  # every modality mode per fold
+    assert args3[3].max_epochs == 3 and args3[3].lr == train_cfg.lr  # an explicit flag still wins
+    assert model_cfg.preset == "full" and model_cfg.fusion.lora_rank > 0 and train_cfg.embedding_cache

@@ -385,8 +385,8 @@ def test_every_command_is_in_the_table():
     assert command_modules() == sorted(COMMANDS_WITH_PATH_ROWS | COMMANDS_WITHOUT_PATH_FLAGS)
 
 
-COMMANDS_WITH_PATH_ROWS = {"fer_lib.data.download", "fer_lib.data.synthetic", "fer_lib.preprocess", "fer_lib.train", "fer_lib.evaluate",
-                           "fer_lib.cv", "fer_lib.predict", "fer_lib.demo"}
+COMMANDS_WITH_PATH_ROWS = {"fer_lib.data.download", "fer_lib.data.synthetic", "fer_lib.preprocess", "fer_lib.train",
+                           "fer_lib.evaluate", "fer_lib.cv", "fer_lib.predict", "fer_lib.demo", "fer_lib.results"}
 COMMANDS_WITHOUT_PATH_FLAGS = {"fer_lib.models.sizes", "fer_lib.notebook_tools"}
 
 
@@ -445,6 +445,10 @@ def path_cases(cache: Path, clips: Path, run: Path, video: Path, missing: Path, 
         ("fer_lib.cv", ["--cache_dir", str(cache), "--cv_dir", str(scratch / "cv"), "--folds", "x"], "--folds"),
         ("fer_lib.cv", ["--cache_dir", str(cache), "--cv_dir", str(scratch / "cv"), "--folds", "0,6"], "--folds"),
         ("fer_lib.demo", ["--out", str(a_file)], str(a_file)),
+        ("fer_lib.evaluate", [*ckpt, "--cache_dir", str(cache), *out, "--clip_windows"], "--data_dir"),
+        ("fer_lib.results", ["--cv_dir", str(missing), "--readme", str(a_file)], str(missing)),
+        ("fer_lib.results", ["--readme", str(missing)], str(missing)),
+        ("fer_lib.results", ["--readme", str(a_file)], "results:start"),
     ]
 
 

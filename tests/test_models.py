@@ -7,6 +7,7 @@ with small checkpoints written by `save_pretrained` in the layout of the real hu
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,11 +91,11 @@ def test_component_shapes(model, tiny_cfg):
     mel, mask = model.audio.frontend(batch["audio"], batch["audio_lengths"])
     assert mel.shape == (BATCH, 301, 80) and mask.shape == (BATCH, 301)
     audio_features = model.audio.forward_features(batch["audio"], batch["audio_lengths"])
-    assert audio_features.shape == (BATCH, 38, TINY_AUDIO_ENCODER["hidden_size"])
+    assert audio_features.shape == (BATCH, 2, 38, TINY_AUDIO_ENCODER["hidden_size"])  # both layers of the tiny encoder
     assert model.audio.forward_head(audio_features, batch["audio_lengths"]).shape == (BATCH, 8, 64)
 
     visual_features = model.visual.forward_features(batch["frames"], batch["landmarks"])
-    assert visual_features.shape == (BATCH, 16, 68, TINY_VISUAL_ENCODER["hidden_size"])
+    assert visual_features.shape == (BATCH, 2, 16, 68, TINY_VISUAL_ENCODER["hidden_size"])
     assert model.visual.forward_head(visual_features).shape == (BATCH, 8, 64)
     assert model.classifier(torch.randn(BATCH, 8, 64)).shape == (BATCH, 8)
 
@@ -277,7 +278,7 @@ def test_siglip2_tower_cuts_patches_like_siglip(tiny_cfg):
 
     pixels = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
-        torch.testing.assert_close(VisionTower(siglip2, 224)(pixels), VisionTower(siglip, 224)(pixels))
+        torch.testing.assert_close(VisionTower(siglip2, 224, [1, 2])(pixels), VisionTower(siglip, 224, [1, 2])(pixels))
 
 
 # ---- loading pretrained checkpoints ------------------------------------------------------------------
@@ -300,6 +301,7 @@ def checkpoints(tmp_path_factory):
     }
     for name, hf_model in models.items():
         hf_model.eval().save_pretrained(root / name)
+    ParakeetFeatureExtractor().save_pretrained(root / "parakeet")  # the hub repo's preprocessor_config.json
     return root, models
 
 
@@ -318,7 +320,8 @@ def test_loaded_parts_match_the_saved_models(tiny_cfg, checkpoints):
     assert model.audio.encoder.config.layerdrop == 0.0
     pixels, mel, tokens = torch.randn(2, 3, 224, 224), torch.randn(2, 301, 80), torch.randn(2, 16, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model.visual.tower(pixels), hf["siglip"].vision_model(pixels).last_hidden_state)
+        torch.testing.assert_close(model.visual.tower.model(pixel_values=pixels).last_hidden_state,
+                                   hf["siglip"].vision_model(pixels).last_hidden_state)
         torch.testing.assert_close(
             model.audio.encoder(mel).last_hidden_state, hf["parakeet"].encoder(mel).last_hidden_state
         )
@@ -334,7 +337,7 @@ def test_checkpoint_round_trip_through_trainable_weights(tiny_cfg, checkpoints):
     trained = build_model(cfg).eval()
     saved = trained.trainable_state_dict()
     assert not any(k.startswith(("audio.encoder.", "visual.tower.")) for k in saved)  # re-made from the checkpoint
-    assert any(k.startswith("fusion.backbone.") for k in saved)  # pretrained but trained: saved
+    assert any(k.startswith("fusion.backbone.") for k in saved)  # pretrained but trained: its LoRA adapters saved
 
     torch.manual_seed(123)
     restored = build_model(cfg).eval()
@@ -401,3 +404,160 @@ def test_sizes_of_the_real_presets_without_download():
     light = estimate_training_memory(lightweight, batch_size=8)
     assert full["total"] > light["total"] > light["weights"] > 0
     assert light["total_gb"] == pytest.approx(light["total"] / 1024**3)
+
+
+# ---- layer mixes, LoRA, pinned revisions, frozen-weight fingerprints (issue 17) -----------------------
+
+
+def test_layer_mix_reads_evenly_spread_layers_and_its_weights_get_gradients(tiny_cfg):
+    from fer_lib.models.layer_mix import select_layers
+
+    assert select_layers(24, 12) == list(range(2, 25, 2)) and select_layers(12, 6) == [2, 4, 6, 8, 10, 12]
+    assert select_layers(2, 12) == [1, 2] and select_layers(24, 1) == [24]
+    model = build_model(tiny_cfg)
+    model.set_trainable("audio_encoder", False)  # frozen encoders: the mixes still learn
+    model.set_trainable("visual_encoder", False)
+    model.train()
+    model(make_batch(tiny_cfg)).loss.backward()
+    for mix in (model.audio.layer_mix, model.visual.layer_mix):
+        assert mix.logits.requires_grad and mix.logits.grad.abs().sum() > 0
+        torch.testing.assert_close(mix.weights, torch.full((2,), 0.5))  # uniform at the start
+
+
+def test_lora_trains_only_adapters_and_the_checkpoint_holds_nothing_else(tiny_cfg, checkpoints, tmp_path):
+    """A pretrained LFM2 (a small random one written with save_pretrained) that trains gets LoRA adapters."""
+    from fer_lib.config import to_dict
+    from fer_lib.models.lora import TARGET_MODULES, is_adapter
+    from fer_lib.training import checkpoint
+
+    root, _ = checkpoints
+    cfg = pretrained_cfg(tiny_cfg, root)
+    model = build_model(cfg)
+    assert model.adapted == {"backbone"}
+    backbone = dict(model.fusion.backbone.named_parameters())
+    adapted = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in backbone if is_adapter(name)}
+    assert adapted == set(TARGET_MODULES)  # every LFM2 linear layer ...
+    assert not any(is_adapter(name) and ".conv.conv." in name for name in backbone)  # ... never the depthwise conv
+    for name, parameter in model.named_parameters():
+        in_part = name.startswith(("audio.encoder.", "visual.tower.", "fusion.backbone."))
+        assert parameter.requires_grad == (not in_part or is_adapter(name)), name
+
+    model.train()
+    model(make_batch(cfg)).loss.backward()
+    assert all(p.grad is not None for n, p in backbone.items() if is_adapter(n) and "lora_B" in n)
+
+    ckpt = checkpoint.Checkpoint(weights=model.trainable_state_dict(), state={}, progress={},
+                                 config={"model": to_dict(cfg)}, split={})
+    saved = checkpoint.load(checkpoint.save(ckpt, tmp_path)[0]).weights
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable <= set(saved)
+    extra = set(saved) - trainable  # buffers of the heads only: no weight of a pretrained part
+    assert not any(name.startswith(("audio.encoder.", "visual.tower.", "fusion.backbone.")) for name in extra)
+    restored = build_model(cfg).eval()
+    restored.load_trainable_state_dict(saved)
+    batch = make_batch(cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(batch).logits, model.eval()(batch).logits, rtol=0, atol=0)
+
+
+def test_full_checkpoint_and_embedding_cache_sizes_fit_the_targets():
+    from fer_lib.models.sizes import checkpoint_bytes, embedding_cache_bytes
+
+    full = build_for_sizing(get_preset("full"))
+    assert checkpoint_bytes(full)["total"] <= 0.5e9  # adapters + heads with AdamW state, not 8 GB
+    per_clip = embedding_cache_bytes(full)
+    assert per_clip["visual"] == 2 * 6 * 16 * 68 * 768 + 8 and per_clip["audio"] == 2 * 12 * 38 * 1024 + 8
+    assert 1440 * sum(per_clip.values()) < 80e9  # a Colab A100 runtime's free local disk
+
+
+def test_pins_are_full_commit_hashes_and_shown_in_the_config():
+    from fer_lib.config import REVISIONS, ConfigError, is_commit_hash, to_dict
+
+    for preset in ("lightweight", "full"):
+        cfg = to_dict(get_preset(preset))
+        for section, source, revision in (("audio", "encoder_id", "encoder_revision"),
+                                          ("visual", "encoder_id", "encoder_revision"),
+                                          ("fusion", "backbone_id", "backbone_revision")):
+            hub_id = cfg[section][source]
+            if hub_id:
+                assert cfg[section][revision] == REVISIONS[hub_id]
+    assert all(is_commit_hash(r) for r in REVISIONS.values() if r is not None)
+    bad = get_preset("full")
+    bad.visual.encoder_revision = "main"  # a branch moves; a commit does not
+    with pytest.raises(ConfigError, match="40-hex"):
+        bad.validate()
+
+
+def test_a_pinned_revision_loads_that_commit_from_the_hub_cache(tmp_path, tiny_cfg):
+    """Two commits of one hub repo in a local hub cache (HF_HUB_OFFLINE): each revision loads its own weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--someone--tiny-siglip"
+    commits = {}
+    for seed, commit in ((1, "a" * 40), (2, "b" * 40)):
+        torch.manual_seed(seed)
+        model = SiglipModel(SiglipConfig(vision_config=TINY_VISUAL_ENCODER, text_config=TINY_TEXT))
+        model.save_pretrained(repo / "snapshots" / commit)
+        commits[commit] = float(model.vision_model.embeddings.patch_embedding.weight.detach().sum())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("b" * 40)
+    script = ("import json, sys\nfrom fer_lib.models.pretrained import load_part\n"
+              "out = {}\nfor rev in sys.argv[1:]:\n"
+              "    m = load_part('visual_encoder', 'someone/tiny-siglip', revision=rev)\n"
+              "    out[rev] = float(m.state_dict()['embeddings.patch_embedding.weight'].sum())\n"
+              "print(json.dumps(out))")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", script, "a" * 40, "b" * 40], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded["a" * 40] == pytest.approx(commits["a" * 40]) and loaded["b" * 40] == pytest.approx(commits["b" * 40])
+    assert commits["a" * 40] != pytest.approx(commits["b" * 40])
+
+
+def test_the_audio_front_end_is_checked_against_the_encoder_preprocessor(tiny_cfg, checkpoints, tmp_path):
+    from fer_lib.models.audio import check_frontend
+
+    root, _ = checkpoints
+    check_frontend(tiny_cfg.audio, 16000, str(root / "parakeet"))  # the defaults match ParakeetFeatureExtractor
+    ParakeetFeatureExtractor(feature_size=128, hop_length=256).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="mel bins 80 vs 128; .*hop 160 vs 256") as error:
+        check_frontend(tiny_cfg.audio, 16000, str(tmp_path))
+    assert "\n" not in str(error.value)
+    with pytest.raises(PretrainedLoadError, match="preprocessor_config.json"):
+        check_frontend(tiny_cfg.audio, 16000, str(tmp_path / "nowhere"))
+
+
+def test_other_frozen_weights_stop_a_checkpoint_load_naming_the_part(tiny_cfg, checkpoints, tmp_path):
+    import shutil
+
+    from fer_lib.config import to_dict
+    from fer_lib.models.fingerprint import FIELD, FrozenWeightsError, frozen_fingerprints
+    from fer_lib.training import checkpoint
+
+    root, hf = checkpoints
+    local = tmp_path / "parts"
+    shutil.copytree(root, local)
+    cfg = pretrained_cfg(tiny_cfg, local)
+    model = build_model(cfg)
+    fingerprints = frozen_fingerprints(model)
+    assert set(fingerprints) == {"audio_encoder", "visual_encoder", "backbone"}  # frozen, or under adapters
+    ckpt = checkpoint.Checkpoint(weights=model.trainable_state_dict(), state={}, progress={},
+                                 config={"model": to_dict(cfg), "train": {"modalities": "av"}, FIELD: fingerprints},
+                                 split={})
+    folder = checkpoint.save(ckpt, tmp_path / "run")[0]
+    assert checkpoint.load_model(folder, "cpu").model is not None  # the same weights load
+
+    changed = SiglipModel.from_pretrained(local / "siglip")  # someone's updated copy: one weight differs
+    with torch.no_grad():
+        changed.vision_model.encoder.layers[0].mlp.fc1.bias[0] += 1e-3
+    changed.save_pretrained(local / "siglip")
+    with pytest.raises(FrozenWeightsError, match="visual_encoder") as error:
+        checkpoint.load_model(folder, "cpu")
+    assert "\n" not in str(error.value) and "--allow_other_frozen_weights" in str(error.value)
+    with pytest.warns(UserWarning, match="visual_encoder"):
+        checkpoint.load_model(folder, "cpu", allow_other_frozen_weights=True)

@@ -13,7 +13,7 @@ from fer_lib import notebook_tools
 
 PAIRS = notebook_tools.pairs()
 EXPECTED = ["00_setup_mount", "01_data_check", "02_model_smoke_test", "03_training", "04_evaluation",
-            "05_predict_your_video"]
+            "05_predict_your_video", "06_cross_validation"]
 
 
 def test_every_numbered_notebook_exists_as_a_pair():

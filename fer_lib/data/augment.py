@@ -4,7 +4,11 @@
   0.9-1.1) back to S x S, horizontal flip (p 0.5), colour jitter (brightness, contrast,
   saturation +-20%); the landmarks follow (a flip mirrors x and swaps left/right points);
 - audio: gain (+-6 dB), white noise at 20-40 dB SNR (p 0.5), time shift of up to +-0.1 s
-  (zeros enter; the valid length follows the shifted end of the real audio).
+  (zeros enter; the valid length follows the shifted end of the real audio);
+- cached encoder features (when the embedding cache replaces the raw input, which then cannot be
+  augmented): SpecAugment-style time masking, two spans of up to 10% of the positions zeroed in every
+  layer alike (`mask_spans`: audio frames, visual frames), and token dropout, each ROI token of each
+  frame zeroed with p 0.1 (`mask_tokens`).
 
 Each call draws only from the generator it is given, so `fer_lib.training.items` can make a
 clip's augmentation a function of (seed, epoch, clip): exactly reproducible after a resume.
@@ -77,3 +81,24 @@ def augment_audio(audio: torch.Tensor, length: int, generator: Optional[torch.Ge
         length = max(1, length + shift)
     out[length:] = 0
     return out.contiguous(), length
+
+
+def mask_spans(features: torch.Tensor, axis: int, generator: Optional[torch.Generator] = None, spans: int = 2,
+               max_fraction: float = 0.1) -> torch.Tensor:
+    """Zero `spans` random spans, each of up to `max_fraction` of the positions along `axis` (all else alike)."""
+    n = features.shape[axis]
+    keep = torch.ones(n)
+    for _ in range(spans):
+        width = int(torch.randint(0, max(1, int(max_fraction * n)) + 1, (), generator=generator))
+        start = int(torch.randint(0, n - width + 1, (), generator=generator))
+        keep[start : start + width] = 0
+    shape = [1] * features.ndim
+    shape[axis] = n
+    return features * keep.view(shape).to(features.dtype)
+
+
+def mask_tokens(features: torch.Tensor, generator: Optional[torch.Generator] = None, p: float = 0.1) -> torch.Tensor:
+    """(..., T, R, D) tokens: zero each of the T x R tokens with probability `p` (all leading layers alike)."""
+    frames, tokens = features.shape[-3:-1]
+    keep = torch.rand(frames, tokens, generator=generator) >= p  # (T, R)
+    return features * keep[..., None].to(features.dtype)

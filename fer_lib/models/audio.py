@@ -2,12 +2,18 @@
 
     audio (B, S) float, 16 kHz mono, S = 48000 for a 3 s window
       LogMelFrontend       -> (B, F, 80)   F = S // hop + 1 = 301 frames of 10 ms, normalised per clip
-      ParakeetEncoder      -> (B, L, H)    8x subsampling: L = 38 frames of 80 ms      <- forward_features
+      ParakeetEncoder      -> (B, K, L, H) K of its layer outputs, 8x subsampling:
+                                           L = 38 frames of 80 ms                      <- forward_features
+      LayerMix             -> (B, L, H)    their learned weighted sum (fer_lib.models.layer_mix)
       SegmentAttentionPool -> (B, 8, H)    segment i = i-th equal slice of the window
       projection           -> (B, 8, output_dim)                                       <- forward_head
 
 `forward_features` is the frozen-encoder part whose output the embedding cache stores: one fixed-shape
 tensor per clip. The padding mask it needs is recomputed from `audio_lengths`, so the cache holds no mask.
+
+A pretrained encoder understands only features made as in its training, so `check_frontend` compares
+this front end with the encoder checkpoint's own preprocessor configuration (at the pinned revision)
+when the encoder is loaded: sampling rate, mel bins, FFT size, window, hop, pre-emphasis, normalisation.
 """
 
 from __future__ import annotations
@@ -16,17 +22,41 @@ from typing import Optional
 
 import torch
 from torch import nn
-from transformers import ParakeetEncoder
+from transformers import ParakeetEncoder, ParakeetFeatureExtractor
 from transformers.audio_utils import mel_filter_bank
 
 from fer_lib.config import AudioConfig, ConfigError
+from fer_lib.errors import one_line
+from fer_lib.models.layer_mix import LayerMix, select_layers, stack_layers
 from fer_lib.models.pooling import AttentionPool
+from fer_lib.models.pretrained import PretrainedLoadError
 
 # Fixed by how the Parakeet encoders were trained (NeMo's preprocessor, mirrored by transformers'
 # ParakeetFeatureExtractor); a pretrained encoder only understands features made exactly this way.
 PREEMPHASIS = 0.97
 LOG_GUARD = 2.0**-24  # added before the log so silence gives a finite value
 NORM_EPSILON = 1e-5  # added to the per-clip std
+NORMALISATION = "per_feature"  # each mel bin to zero mean, unit variance over the clip (NeMo's name for it)
+
+
+def check_frontend(cfg: AudioConfig, sample_rate: int, source: str, revision: Optional[str] = None) -> None:
+    """ConfigError (one line) when LogMelFrontend would not make the features the encoder at `source` was
+    trained on, as its preprocessor_config.json (ParakeetFeatureExtractor) describes them."""
+    try:
+        extractor = ParakeetFeatureExtractor.from_pretrained(source, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise PretrainedLoadError(
+            f"cannot read the audio front end (preprocessor_config.json) of {source!r}: {one_line(exc)}"
+        ) from exc
+    ours = {"sampling rate": sample_rate, "mel bins": cfg.num_mel_bins, "n_fft": cfg.n_fft, "window": cfg.win_length,
+            "hop": cfg.hop_length, "pre-emphasis": PREEMPHASIS, "normalisation": NORMALISATION}
+    theirs = {"sampling rate": extractor.sampling_rate, "mel bins": extractor.feature_size, "n_fft": extractor.n_fft,
+              "window": extractor.win_length, "hop": extractor.hop_length, "pre-emphasis": extractor.preemphasis,
+              "normalisation": getattr(extractor, "normalize", NORMALISATION)}  # the extractor always normalises per bin
+    differences = [f"{name} {ours[name]} vs {theirs[name]}" for name in ours if ours[name] != theirs[name]]
+    if differences:
+        raise ConfigError(f"the audio front end does not match the preprocessor of {source!r}"
+                          f"{f' at {revision}' if revision else ''} (ours vs its): {'; '.join(differences)}")
 
 
 class LogMelFrontend(nn.Module):
@@ -135,21 +165,23 @@ class AudioBranch(nn.Module):
             raise ConfigError(f"audio.pool_heads ({cfg.pool_heads}) must divide the encoder width {width}")
         self.frontend = LogMelFrontend(cfg, sample_rate)
         self.encoder = encoder
+        self.layer_mix = LayerMix(select_layers(encoder.config.num_hidden_layers, cfg.mixed_layers))
         self.segment_pool = SegmentAttentionPool(width, cfg.pool_heads, num_segments)
         self.norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(cfg.dropout)
         self.projection = nn.Linear(width, cfg.output_dim)
 
     def forward_features(self, audio: torch.Tensor, audio_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, S) waveform -> encoder hidden states (B, L, H); L = 38 for 48000 samples."""
+        """(B, S) waveform -> the mixed layers' hidden states (B, K, L, H); L = 38 for 48000 samples."""
         audio_lengths = self._lengths_or_full(audio, audio_lengths)
         features, frame_mask = self.frontend(audio, audio_lengths)  # (B, F, mels), (B, F)
         features = features.to(self.encoder.dtype)
-        return self.encoder(input_features=features, attention_mask=frame_mask.long()).last_hidden_state
+        out = self.encoder(input_features=features, attention_mask=frame_mask.long(), output_hidden_states=True)
+        return stack_layers(out.hidden_states, self.layer_mix.layers)  # (B, K, L, H)
 
     def forward_head(self, features: torch.Tensor, audio_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Encoder hidden states (B, L, H) -> segment embeddings (B, num_segments, output_dim)."""
-        features = features.to(self.projection.weight.dtype)  # cached features arrive as fp16
+        """Layer hidden states (B, K, L, H) -> segment embeddings (B, num_segments, output_dim)."""
+        features = self.layer_mix(features.to(self.projection.weight.dtype))  # cached features arrive as fp16
         frame_mask = None if audio_lengths is None else self.encoder_frame_mask(audio_lengths, features.shape[1])
         segments = self.segment_pool(features, frame_mask)  # (B, S, H)
         return self.projection(self.dropout(self.norm(segments)))

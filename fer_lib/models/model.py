@@ -17,9 +17,11 @@ Words: a *branch* is the sub-network of one modality (`AudioBranch`, `VisualBran
 of the three large pretrained modules that can be frozen and thawed (PRETRAINED_PARTS): "audio_encoder"
 (Parakeet, inside the audio branch), "visual_encoder" (SigLIP, inside the visual branch) and "backbone"
 (LFM2, inside fusion). A frozen part stays in eval mode when the model trains, so dropout or batch-norm
-statistics never change what it computes (and what the embedding cache holds). A part that is both
-pretrained and frozen can be re-made from its hub id, so `trainable_state_dict` leaves it out of
-checkpoints.
+statistics never change what it computes (and what the embedding cache holds). A pretrained part
+that trains through LoRA adapters (`fer_lib.models.lora`: the LFM2 backbone of `full`) is *adapted*:
+only its adapters train. The weights of a part that is pretrained and frozen or adapted can be re-made
+from its source (`parts_from_source`), so `trainable_state_dict` leaves them out of checkpoints (an
+adapted part's adapters are kept), and `fer_lib.models.fingerprint` checks they are the same weights.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from transformers.utils import ModelOutput
 from fer_lib import modalities as modality_names
 from fer_lib.config import ModelConfig
 from fer_lib.errors import FerError
-from fer_lib.models.audio import AudioBranch
+from fer_lib.models import lora
+from fer_lib.models.audio import AudioBranch, check_frontend
 from fer_lib.models.classifier import EmotionClassifier
 from fer_lib.models.fusion import FusionModule
 from fer_lib.models.pretrained import load_part
@@ -63,7 +66,8 @@ class EmotionModelOutput(ModelOutput):
 class EmotionModel(nn.Module):
     """Audio-visual emotion classifier over time-aligned segments. Build it with `build_model(cfg)`."""
 
-    def __init__(self, cfg: ModelConfig, audio_encoder: nn.Module, vision_tower: nn.Module, backbone: nn.Module):
+    def __init__(self, cfg: ModelConfig, audio_encoder: nn.Module, vision_tower: nn.Module, backbone: nn.Module,
+                 adapted: Iterable[str] = ()):
         super().__init__()
         self.config = cfg
         segments = cfg.input.num_segments
@@ -72,6 +76,7 @@ class EmotionModel(nn.Module):
         self.fusion = FusionModule(cfg.fusion, backbone, cfg.audio.output_dim, self.visual.output_dim, segments)
         self.classifier = EmotionClassifier(cfg.classifier, cfg.fusion.output_dim)
         self.frozen: set[str] = set()
+        self.adapted: set[str] = set(adapted)  # parts that train through LoRA adapters only
 
     def forward(
         self, batch: dict[str, torch.Tensor], modalities: Iterable[str] = modality_names.MODALITIES
@@ -137,9 +142,11 @@ class EmotionModel(nn.Module):
     # ---- freezing and checkpoints ------------------------------------------------------------------
 
     def set_trainable(self, part: str, trainable: bool) -> None:
-        """Freeze or thaw one of PRETRAINED_PARTS; a frozen part also stays in eval mode (see `train`)."""
+        """Freeze or thaw one of PRETRAINED_PARTS (an adapted part: its adapters); a frozen part also stays in
+        eval mode (see `train`)."""
         module = self.part_module(part)
-        module.requires_grad_(trainable)
+        for name, parameter in module.named_parameters():
+            parameter.requires_grad_(trainable and (part not in self.adapted or lora.is_adapter(name)))
         if trainable:
             self.frozen.discard(part)
         else:
@@ -161,10 +168,15 @@ class EmotionModel(nn.Module):
         }
         return {part: source for part, source in sources.items() if source}
 
+    def parts_from_source(self) -> list[str]:
+        """The pretrained parts whose weights are not trained here (frozen, or under adapters): re-made from source."""
+        return [part for part in self.pretrained_sources() if part in self.frozen or part in self.adapted]
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """All parameters and buffers except those of frozen pretrained parts (re-made from their source)."""
-        skipped = tuple(PRETRAINED_PARTS[part] + "." for part in self.frozen if part in self.pretrained_sources())
-        return {name: value for name, value in self.state_dict().items() if not name.startswith(skipped)}
+        """All parameters and buffers except the weights `parts_from_source` re-makes (adapters are kept)."""
+        skipped = tuple(PRETRAINED_PARTS[part] + "." for part in self.parts_from_source())
+        return {name: value for name, value in self.state_dict().items()
+                if not name.startswith(skipped) or lora.is_adapter(name)}
 
     def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load weights saved by `trainable_state_dict`, strictly.
@@ -204,13 +216,23 @@ def build_model(cfg: ModelConfig, random_init: bool = False) -> EmotionModel:
     random_init=True builds every backbone with random weights, including those with a hub id (using
     the architecture in `PRETRAINED_ARCHITECTURES`): the real shapes without a download. Under
     `torch.device("meta")` it allocates nothing, which is how `sizes` counts the full model.
+    A pretrained backbone that trains gets LoRA adapters (`fusion.lora_rank` > 0); a pretrained audio
+    encoder is checked against its own preprocessor configuration (`check_frontend`).
     """
     cfg.validate()
+    audio, visual, fusion = cfg.audio, cfg.visual, cfg.fusion
+    audio_encoder = load_part("audio_encoder", audio.encoder_id, audio.encoder_config, random_init, audio.encoder_revision)
+    if audio.encoder_id and not random_init:
+        check_frontend(audio, cfg.input.sample_rate, audio.encoder_id, audio.encoder_revision)
+    backbone = load_part("backbone", fusion.backbone_id, fusion.backbone_config, random_init, fusion.backbone_revision)
+    adapted = fusion.backbone_id is not None and not fusion.freeze_backbone and fusion.lora_rank > 0
     model = EmotionModel(
         cfg,
-        audio_encoder=load_part("audio_encoder", cfg.audio.encoder_id, cfg.audio.encoder_config, random_init),
-        vision_tower=load_part("visual_encoder", cfg.visual.encoder_id, cfg.visual.encoder_config, random_init),
-        backbone=load_part("backbone", cfg.fusion.backbone_id, cfg.fusion.backbone_config, random_init),
+        audio_encoder=audio_encoder,
+        vision_tower=load_part("visual_encoder", visual.encoder_id, visual.encoder_config, random_init,
+                               visual.encoder_revision),
+        backbone=lora.add_adapters(backbone, fusion) if adapted else backbone,
+        adapted=("backbone",) if adapted else (),
     )
     model.set_trainable("audio_encoder", not cfg.audio.freeze_encoder)
     model.set_trainable("visual_encoder", not cfg.visual.freeze_encoder)

@@ -14,6 +14,11 @@ google/siglip2-base-patch16-224 is a fixed-resolution SigLIP2 checkpoint publish
 "siglip" (SiglipModel); only the NaFlex SigLIP2 checkpoints are "siglip2". The model_type read from the
 checkpoint picks the class, so either flavour loads.
 
+A hub id is loaded at the commit `revision` (the preset pins one per part, `fer_lib.config.REVISIONS`);
+with HF_HUB_OFFLINE=1 the same commit comes from the local hub cache, and a commit missing there is an
+error rather than another version. A hub id without a pinned revision loads whatever the hub serves
+and says so. A local directory has no revisions: it is what it is.
+
 Random init builds the same module classes from config keyword arguments (the `*_config` of the model
 config), or, with `random_init=True` and a known hub id, from that checkpoint's architecture stored in
 `fer_lib.config.PRETRAINED_ARCHITECTURES`, so the real sizes can be built without a download.
@@ -22,7 +27,9 @@ config), or, with `random_init=True` and a known hub id, from that checkpoint's 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -78,13 +85,18 @@ def load_part(
     source: Optional[str],
     config_kwargs: Optional[dict[str, Any]] = None,
     random_init: bool = False,
+    revision: Optional[str] = None,
 ) -> PreTrainedModel:
-    """The module for `part` from `source` (hub id or local directory), or random-init when source is None.
+    """The module for `part` from `source` (hub id or local directory) at `revision`, or random-init when
+    source is None.
 
     With `random_init=True` a source is only read for its architecture: a known hub id needs no
     network (`PRETRAINED_ARCHITECTURES`), a local directory needs only its config.json.
     """
-    layout, config = _part_config(part, source, config_kwargs or {}, random_init)
+    if source is not None and not random_init and revision is None and not Path(source).is_dir():
+        warnings.warn(f"{part} {source} is not pinned to a hub revision: a later update of it on the hub would "
+                      "change what this config loads (the checkpoint's weight fingerprint will notice)", stacklevel=2)
+    layout, config = _part_config(part, source, config_kwargs or {}, random_init, revision)
     for name, value in layout.overrides.items():
         setattr(config, name, value)
     if source is None or random_init:
@@ -97,7 +109,8 @@ def load_part(
     with _transformers_errors_only():
         try:
             model, info = layout.model_class.from_pretrained(
-                source, config=config, dtype=torch.float32, output_loading_info=True, ignore_mismatched_sizes=True
+                source, config=config, revision=revision, dtype=torch.float32, output_loading_info=True,
+                ignore_mismatched_sizes=True,
             )
         except (OSError, RuntimeError, ValueError) as exc:
             raise PretrainedLoadError(f"cannot load {part} from {source!r}: {one_line(exc)}") from exc
@@ -111,7 +124,7 @@ def load_part(
 
 
 def _part_config(
-    part: str, source: Optional[str], config_kwargs: dict[str, Any], random_init: bool
+    part: str, source: Optional[str], config_kwargs: dict[str, Any], random_init: bool, revision: Optional[str]
 ) -> tuple[Layout, PretrainedConfig]:
     if part not in CHECKPOINT_LAYOUTS:
         raise ValueError(f"unknown backbone part {part!r}; choose one of {tuple(CHECKPOINT_LAYOUTS)}")
@@ -124,7 +137,7 @@ def _part_config(
             raise PretrainedLoadError(f"bad {part} config: {one_line(exc)}") from exc
 
     try:
-        checkpoint_config = AutoConfig.from_pretrained(source)
+        checkpoint_config = AutoConfig.from_pretrained(source, revision=revision)
     except (OSError, ValueError) as exc:
         raise PretrainedLoadError(f"cannot read the {part} config from {source!r}: {one_line(exc)}") from exc
     layout = CHECKPOINT_LAYOUTS[part].get(checkpoint_config.model_type)

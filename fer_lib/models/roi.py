@@ -79,7 +79,11 @@ class ROITokenCompression(nn.Module):
         return nearest.sort(dim=-1).values
 
     def forward(self, tokens: torch.Tensor, landmarks: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, T, P, D) patch tokens -> (B, T, num_tokens, D)."""
-        batch, num_frames, _, dim = tokens.shape
-        indices = self.select(landmarks, batch, num_frames)  # (B, T, K)
-        return tokens.gather(2, indices[..., None].expand(-1, -1, -1, dim))
+        """(B, ..., T, P, D) patch tokens (e.g. one set per encoder layer) -> (B, ..., T, num_tokens, D).
+
+        A frame keeps the same tokens in every layer: the choice depends on its landmarks only."""
+        batch, num_frames, dim = tokens.shape[0], tokens.shape[-3], tokens.shape[-1]
+        indices = self.select(landmarks, batch, num_frames)  # (B, T, R)
+        middle = [1] * (tokens.ndim - 4)  # the dimensions between B and T
+        indices = indices.view(batch, *middle, num_frames, -1, 1).expand(*tokens.shape[:-2], -1, dim)
+        return tokens.gather(-2, indices)

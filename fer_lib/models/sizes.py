@@ -1,9 +1,11 @@
-"""How big a configuration is: parameters per component, and an analytical training-memory estimate.
+"""How big a configuration is: parameters per component, an analytical training-memory estimate, and
+what a run stores (a checkpoint, the embedding cache).
 
     python -m fer_lib.models.sizes --config_type full --batch_size 8 --precision bf16
 
-Both work on the real architectures without downloading anything: `build_for_sizing` builds the model
-with random init on the meta device, which allocates no memory.
+All work on the real architectures without downloading anything: `build_for_sizing` builds the model
+with random init on the meta device, which allocates no memory. `checkpoint_bytes` and
+`embedding_cache_bytes` are computed from the shapes (bench/storage.py writes them into the README).
 """
 
 from __future__ import annotations
@@ -110,6 +112,25 @@ def _activation_bytes(model: EmotionModel, batch_size: int, activation_bytes: in
     pooled_values = batch_size * (roi_values + audio_frames * encoder.hidden_size)
     total += POOLED_TOKEN_TENSORS * pooled_values * activation_bytes
     return int(total)
+
+
+def checkpoint_bytes(model: EmotionModel) -> dict[str, int]:
+    """A checkpoint's size, computed: "weights" (what `trainable_state_dict` saves, in its dtypes), "optimizer"
+    (AdamW's two fp32 moments per trainable parameter) and "total". RNG and progress files are a few kB."""
+    weights = sum(t.numel() * t.element_size() for t in model.trainable_state_dict().values())
+    optimizer = 8 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"weights": weights, "optimizer": optimizer, "total": weights + optimizer}
+
+
+def embedding_cache_bytes(model: EmotionModel) -> dict[str, int]:
+    """Bytes per clip of each modality's embedding-cache store (float16 layer outputs plus an int64 length),
+    computed from the shapes `forward_features` returns: audio (K, L, H), visual (K, T, roi_tokens, D)."""
+    cfg = model.config
+    audio_frames = int(model.audio.encoder_lengths(torch.tensor([cfg.input.num_samples]))[0])
+    audio = len(model.audio.layer_mix.layers) * audio_frames * model.audio.encoder.config.hidden_size
+    visual = (len(model.visual.layer_mix.layers) * cfg.input.num_frames * cfg.visual.roi_tokens
+              * model.visual.tower.width)
+    return {"audio": 2 * audio + 8, "visual": 2 * visual + 8}
 
 
 def format_parameter_table(table: dict[str, dict[str, int]]) -> str:

@@ -1,15 +1,18 @@
 """Visual branch: face crops -> SigLIP tower -> ROI tokens -> frame pooling -> temporal encoder -> segments.
 
     frames (B, T, 3, 224, 224) uint8, T = 16
-      normalise + VisionTower -> (B, T, 196, D)   patch 16 on 224 px: a 14 x 14 grid, D = tower width
-      ROITokenCompression     -> (B, T, 68, D)    landmark-guided, parameter-free     <- forward_features
+      normalise + VisionTower -> (B, K, T, 196, D) K of its layer outputs; patch 16 on 224 px: a 14 x 14
+                                                  grid, D = tower width
+      ROITokenCompression     -> (B, K, T, 68, D) landmark-guided, parameter-free     <- forward_features
+      LayerMix                -> (B, T, 68, D)    their learned weighted sum (fer_lib.models.layer_mix)
       frame AttentionPool     -> (B, T, D)
       TemporalEncoder         -> (B, T, D)        GSCBs (local motion) + self-attention (whole clip)
       segment mean            -> (B, 8, D)        segment i = frames [i*T/8, (i+1)*T/8), the i-th slice of the window
       projection              -> (B, 8, output_dim or D)                               <- forward_head
 
 `forward_features` ends with the ROI compression because the compression has no parameters: the
-embedding cache then stores 68 rather than 196 tokens per frame, and everything learned sits in the head.
+embedding cache then stores 68 rather than 196 tokens per frame and layer, and everything learned sits
+in the head.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 from transformers import Siglip2VisionModel, SiglipVisionModel
 
 from fer_lib.config import ConfigError, InputConfig, VisualConfig
+from fer_lib.models.layer_mix import LayerMix, select_layers, stack_layers
 from fer_lib.models.pooling import AttentionPool
 from fer_lib.models.roi import ROITokenCompression
 
@@ -32,9 +36,10 @@ class VisionTower(nn.Module):
     size it was trained on. SigLIP2's NaFlex variant takes the patches already cut (N, P, p*p*3,
     channels last within a patch) with their grid shape, and resizes its position table to the grid.
     Cutting the patches here makes the two flavours interchangeable. Both yield tokens in raster order.
+    `forward` returns the layer outputs `layers` (1-based), each normalised (`fer_lib.models.layer_mix`).
     """
 
-    def __init__(self, model: Union[SiglipVisionModel, Siglip2VisionModel], image_size: int):
+    def __init__(self, model: Union[SiglipVisionModel, Siglip2VisionModel], image_size: int, layers: list[int]):
         super().__init__()
         config = model.config
         if isinstance(model, SiglipVisionModel) and config.image_size != image_size:
@@ -46,11 +51,15 @@ class VisionTower(nn.Module):
         self.model = model
         self.patch_size = config.patch_size
         self.width = config.hidden_size
+        self.layers = layers
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) -> (N, K, P, D)."""
         if isinstance(self.model, Siglip2VisionModel):
-            return self.model(**self._naflex_inputs(pixel_values)).last_hidden_state
-        return self.model(pixel_values=pixel_values).last_hidden_state
+            out = self.model(**self._naflex_inputs(pixel_values), output_hidden_states=True)
+        else:
+            out = self.model(pixel_values=pixel_values, output_hidden_states=True)
+        return stack_layers(out.hidden_states, self.layers)
 
     def _naflex_inputs(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         images, channels, height, width = pixel_values.shape
@@ -121,7 +130,9 @@ class VisualBranch(nn.Module):
 
     def __init__(self, cfg: VisualConfig, tower: Union[SiglipVisionModel, Siglip2VisionModel], input_cfg: InputConfig):
         super().__init__()
-        self.tower = VisionTower(tower, input_cfg.image_size)
+        layers = select_layers(tower.config.num_hidden_layers, cfg.mixed_layers)
+        self.tower = VisionTower(tower, input_cfg.image_size, layers)
+        self.layer_mix = LayerMix(layers)
         self.num_segments = input_cfg.num_segments
         # The loader ships uint8 (4x less to move); (x / 255 - mean) / std is folded into one scale and
         # shift, applied in place: on a CPU the three-pass version cost as much as the tiny tower.
@@ -140,17 +151,17 @@ class VisualBranch(nn.Module):
         self.output_dim = cfg.output_dim or width
 
     def forward_features(self, frames: torch.Tensor, landmarks: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, T, 3, H, W) uint8 crops, (B, T, 5, 2) landmarks or None -> ROI tokens (B, T, roi_tokens, D)."""
+        """(B, T, 3, H, W) uint8 crops, (B, T, 5, 2) landmarks or None -> ROI tokens (B, K, T, roi_tokens, D)."""
         if frames.dtype != torch.uint8:
             raise TypeError(f"frames must be uint8 [B, T, 3, H, W] face crops, got {frames.dtype}")
         batch, num_frames = frames.shape[:2]
         pixels = frames.flatten(0, 1).to(self.pixel_scale.dtype).mul_(self.pixel_scale).add_(self.pixel_shift)
-        tokens = self.tower(pixels).unflatten(0, (batch, num_frames))  # (B, T, P, D)
-        return self.roi(tokens, landmarks)
+        tokens = self.tower(pixels).unflatten(0, (batch, num_frames)).transpose(1, 2)  # (B, K, T, P, D)
+        return self.roi(tokens, landmarks)  # (B, K, T, roi_tokens, D)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """ROI tokens (B, T, K, D) -> segment embeddings (B, num_segments, output_dim)."""
-        features = features.to(self.frame_pool.key.weight.dtype)  # cached features arrive as fp16
+        """ROI tokens of the mixed layers (B, K, T, R, D) -> segment embeddings (B, num_segments, output_dim)."""
+        features = self.layer_mix(features.to(self.frame_pool.key.weight.dtype))  # (B, T, R, D); cache: fp16
         batch, num_frames, _, dim = features.shape
         frames = self.frame_pool(features.flatten(0, 1)).view(batch, num_frames, dim)  # (B, T, D)
         frames = self.temporal(frames)

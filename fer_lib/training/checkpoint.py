@@ -247,14 +247,18 @@ class TrainedModel:
     trained_modalities: str  # the training run's modalities flag: av | a | v
 
 
-def load_model(checkpoint: str | Path, device=None) -> TrainedModel:
+def load_model(checkpoint: str | Path, device=None, allow_other_frozen_weights: bool = False) -> TrainedModel:
     """The model of a checkpoint or run folder (`resolve`), in eval mode on `device` (default cuda when available).
 
     The model is built from the checkpoint's config (`build_model`), frozen pretrained parts come from
-    their source, the checkpoint's trainable weights are loaded strictly.
+    their source and must be the weights it was trained with (`fer_lib.models.fingerprint`; a
+    FrozenWeightsError otherwise, a warning with `allow_other_frozen_weights`), the checkpoint's trainable
+    weights are loaded strictly.
     """
+    import warnings
+
     from fer_lib.config import ConfigError, ModelConfig, from_dict
-    from fer_lib.models import build_model
+    from fer_lib.models import build_model, fingerprint
 
     path = resolve(checkpoint)
     loaded = load(path)
@@ -263,6 +267,8 @@ def load_model(checkpoint: str | Path, device=None) -> TrainedModel:
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path / CONFIG} has no usable model config ({one_line(exc)})") from None
     model = build_model(cfg)
+    for line in fingerprint.check(model, loaded.config.get(fingerprint.FIELD), allow_other_frozen_weights):
+        warnings.warn(line, stacklevel=2)
     model.load_trainable_state_dict(loaded.weights)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()

@@ -3,20 +3,25 @@
 With the encoders frozen (the `lightweight` and `full` presets) nearly all the compute of an epoch
 is SigLIP2 over 16 frames and Parakeet over 3 s of audio, and it gives the same answer every epoch
 unless the input is augmented. A modality's encoder output is therefore cached when the modality is
-used, its encoder is frozen and `TrainConfig.embedding_cache` is on; a cached modality is not
-augmented (that is the price: to augment it, turn the cache off).
+used, its encoder is frozen and `TrainConfig.embedding_cache` is on. Its raw input is then not
+augmented; its cached features are instead masked differently every epoch (`fer_lib.training.items`).
 
-One store per modality: `<embedding_dir>/<modality>-<key>/`
+One store per modality: `<embedding_dir>/<modality>-<key>/`, on the runtime's local disk
 
     features.npy       float16 [clips, *feature shape], memory-mapped: one large file, not one per clip
-                       (audio: [38, H] encoder frames; visual: [16, 68, D] ROI tokens)
+                       (audio: [K, 38, H] encoder frames; visual: [K, 16, 68, D] ROI tokens; K = the
+                       encoder layers the branch's layer mix reads, `mixed_layers`)
     audio_lengths.npy  int64 [clips]: the audio head masks padded frames with it
     meta.json          the clip stems in row order, shapes, and what the key was made from
 
+Per clip that is K x 38 x 1024 x 2 bytes of Parakeet-0.6B frames and K x 16 x 68 x 768 x 2 bytes of
+SigLIP2-base tokens: 0.93 MB + 10.0 MB with the presets' 12 and 6 layers, 15.8 GB for 1440 clips
+(computed: `fer_lib.models.sizes.embedding_cache_bytes`; README lists it per preset).
+
 The key hashes everything the features depend on: the modality, the preprocessing manifest hash (so
-the clips and their windows), the input and front-end settings, and a fingerprint of the frozen
-encoder weights themselves (a sample of every tensor), so a random-init encoder or a changed
-checkpoint never reads another's features. It covers every clip of the preprocessing cache, so one
+the clips and their windows), the input and front-end settings, the mixed layers, and the fingerprint
+of the frozen encoder weights themselves (`fer_lib.models.fingerprint`), so a random-init encoder or a
+changed checkpoint never reads another's features. It covers every clip of the preprocessing cache, so one
 store serves every split and fold. Building is shared between processes (each computes every
 N-th clip into the same memory map), written under `<name>.partial/` and renamed when complete:
 an interrupted build starts over and is never mistaken for a finished one. Two runs must not build
@@ -40,14 +45,16 @@ from tqdm.auto import tqdm
 from fer_lib.config import ModelConfig
 from fer_lib.data.dataset import RavdessDataset, collate, make_loader
 from fer_lib.models import EmotionModel
+from fer_lib.models.fingerprint import weights_fingerprint
 from fer_lib.training.sampler import EpochBatches
 
-FORMAT = 2
+FORMAT = 3
 ENCODER = {"audio": "audio_encoder", "visual": "visual_encoder"}  # modality -> its pretrained part
 # The fields of each modality's config that change what forward_features computes (the rest are head settings).
 FEATURE_FIELDS = {
-    "audio": ("encoder_id", "encoder_config", "num_mel_bins", "n_fft", "win_length", "hop_length"),
-    "visual": ("encoder_id", "encoder_config", "roi_tokens"),
+    "audio": ("encoder_id", "encoder_revision", "encoder_config", "mixed_layers", "num_mel_bins", "n_fft",
+              "win_length", "hop_length"),
+    "visual": ("encoder_id", "encoder_revision", "encoder_config", "mixed_layers", "roi_tokens"),
 }
 
 
@@ -88,20 +95,9 @@ def store_key(modality: str, model: EmotionModel, model_cfg: ModelConfig, manife
         "manifest": manifest_hash,
         "input": dataclasses.asdict(model_cfg.input),
         "config": {name: modality_cfg[name] for name in FEATURE_FIELDS[modality]},
-        "weights": _fingerprint(model.part_module(ENCODER[modality])),
+        "weights": weights_fingerprint(model.part_module(ENCODER[modality])),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
-
-
-def _fingerprint(module: torch.nn.Module) -> str:
-    """A hash of every tensor's name, shape and an evenly strided sample of its values (cheap for 600M weights)."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        flat = tensor.detach().flatten()
-        sample = flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy()
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(sample.tobytes())
-    return digest.hexdigest()
 
 
 def open_or_build(modality: str, root: str | Path, model: EmotionModel, model_cfg: ModelConfig, cache_dir: str | Path,

@@ -8,8 +8,12 @@ skipped when resuming mid-epoch, or on the model's own use of the global RNG (dr
 run sees exactly the inputs an uninterrupted one would. This is fer_lib's only augmentation path
 (the functions are in `fer_lib.data.augment`).
 
-A modality with cached encoder features gets `<modality>_features` in place of its raw input. When
-every used modality is cached, no cache entry is opened at all: label and actor come from the name.
+A modality with cached encoder features gets `<modality>_features` in place of its raw input. Its
+raw input can then not be augmented, so with `augment` its features are masked instead, again per
+(seed, epoch, clip): audio (K, L, H) loses two spans of encoder frames, visual (K, T, R, D) two spans
+of frames and a tenth of its ROI tokens, every layer alike. Each epoch therefore feeds the model
+another view of a cached clip. When every used modality is cached, no cache entry is opened at all:
+label and actor come from the name.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_lib.data.augment import augment_audio, augment_frames
+from fer_lib.data.augment import augment_audio, augment_frames, mask_spans, mask_tokens
 from fer_lib.data.dataset import RavdessDataset
 from fer_lib.training.embedding_cache import FeatureStore
 
@@ -28,8 +32,8 @@ RAW_INPUTS = {"audio": ("audio",), "visual": ("frames", "landmarks")}
 class TrainingItems(Dataset):
     def __init__(self, clips: RavdessDataset, modalities: tuple[str, ...], stores: dict[str, FeatureStore],
                  augment: bool, seed: int):
-        self.clips, self.modalities, self.stores, self.seed = clips, modalities, stores, seed
-        self.augmented = tuple(m for m in modalities if augment and m not in stores)
+        self.clips, self.modalities, self.stores, self.augment, self.seed = clips, modalities, stores, augment, seed
+        self.augmented = tuple(m for m in modalities if augment and m not in stores)  # raw inputs
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -41,14 +45,19 @@ class TrainingItems(Dataset):
             item = {"label": torch.tensor(clip.label), "actor": torch.tensor(clip.actor), "path": str(clip.path)}
         else:
             item = self.clips[index]
-        generator = self._generator(epoch, index) if self.augmented else None
+        generator = self._generator(epoch, index) if self.augment else None
         if "visual" in self.augmented:
             item["frames"], item["landmarks"] = augment_frames(item["frames"], item["landmarks"], generator)
         if "audio" in self.augmented:
             audio, length = augment_audio(item["audio"], int(item["audio_lengths"]), generator)
             item["audio"], item["audio_lengths"] = audio, torch.tensor(length)
         for modality, store in self.stores.items():
-            item[f"{modality}_features"], lengths = store.get(clip.stem)
+            features, lengths = store.get(clip.stem)
+            if self.augment:
+                features = mask_spans(features, 1, generator)  # time: audio (K, L, H), visual (K, T, R, D)
+                if modality == "visual":
+                    features = mask_tokens(features, generator)
+            item[f"{modality}_features"] = features
             item.setdefault("audio_lengths", lengths)  # a loaded item has its own (augmented) lengths
         for modality, keys in RAW_INPUTS.items():
             if modality not in self.modalities or modality in self.stores:

@@ -4,7 +4,8 @@ Parameter groups:
 - a pretrained part that is being fine-tuned (a part with a hub id/directory that is not
   frozen: SigLIP2 in stage 3, LFM2-700M in `full`) learns at `backbone_lr`: its weights are already
   good and a head-sized step would wreck them;
-- everything else that trains (heads, fusion, random-init backbones) learns at `lr`.
+- everything else that trains (heads, fusion, layer-mix weights, random-init backbones, and the LoRA
+  adapters of a pretrained LFM2, which start at zero and need a head-sized step) learns at `lr`.
 Biases and normalisation weights (1-D tensors) get no weight decay, as is usual for transformers.
 
 The schedule is transformers' linear warmup over `warmup_ratio` of all optimizer steps, then cosine
@@ -26,7 +27,8 @@ from fer_lib.models import PRETRAINED_PARTS, EmotionModel
 
 
 def build_optimizer(model: EmotionModel, cfg: TrainConfig) -> torch.optim.AdamW:
-    finetuned = tuple(PRETRAINED_PARTS[part] + "." for part in model.pretrained_sources() if part not in model.frozen)
+    finetuned = tuple(PRETRAINED_PARTS[part] + "." for part in model.pretrained_sources()
+                      if part not in model.frozen and part not in model.adapted)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
