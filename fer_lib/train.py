@@ -219,6 +219,7 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
         say(log.start_wandb(train_cfg.wandb_project, run_dir.name, config))
     try:
         progress = trainer.fit()
+        log.draw_curves()
     finally:
         log.finish()
     if accelerator.is_main_process:

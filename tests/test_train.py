@@ -123,6 +123,24 @@ def test_wandb_never_prompts_offline_without_a_key(tmp_path, monkeypatch):
     assert "not installed" in MetricsLog(tmp_path).start_wandb("proj", "run1", {})
 
 
+def test_curves_are_redrawn_at_most_every_30_s_and_hold_every_epoch_at_the_end(tmp_path, monkeypatch):
+    """Drawing curves.png costs about a second on a CPU, more than an epoch of a tiny run: fast epochs redraw it
+    every CURVES_EVERY_S, and the end of training draws the epochs since."""
+    from fer_lib.training import logging as metrics_logging
+
+    drawn = []
+    figure = metrics_logging.curves_figure
+    monkeypatch.setattr(metrics_logging, "curves_figure", lambda rows: drawn.append(len(rows)) or figure(rows))
+    log = MetricsLog(tmp_path)
+    row = dict.fromkeys(metrics_logging.COLUMNS, 0.5)
+    for epoch in (1, 2, 3):
+        log.log({**row, "epoch": epoch})
+    assert drawn == [1] and len(json.loads((tmp_path / "metrics.json").read_text())) == 3  # metrics: every epoch
+    log.draw_curves()
+    log.draw_curves()  # nothing new: not drawn again
+    assert drawn == [1, 3] and (tmp_path / "curves.png").is_file()
+
+
 # --------------------------------------------------------------------------------------------
 # One short real run, inspected from several sides
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Per-epoch metrics a person can open: metrics.csv, metrics.json, curves.png, and optionally W&B.
 
-All three files are rewritten whole after every epoch (through a temp file and a rename), so a
-disconnect leaves the previous complete version, never a torn row. On resume the log is reloaded
+The files are rewritten whole (through a temp file and a rename), so a disconnect leaves the previous
+complete version, never a torn row: the metrics after every epoch; curves.png after an epoch when the
+last drawing is CURVES_EVERY_S old (drawing costs about a second on a CPU, more than a whole epoch of
+the smallest runs) and when training ends (`draw_curves`). On resume the log is reloaded
 and cut back to the epochs the checkpoint has, so an epoch that was logged but not checkpointed
 before a crash is not listed twice.
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from pathlib import Path
+from typing import Optional
 
 from fer_lib import show
 from fer_lib.colab import colab_secret
@@ -25,6 +29,7 @@ from fer_lib.training import run_folder
 
 COLUMNS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_uar", "val_macro_f1", "lr",
            "epoch_time_s")
+CURVES_EVERY_S = 30.0  # the fastest curves.png is redrawn; a GPU epoch of a real preset takes longer
 
 
 class MetricsLog:
@@ -35,7 +40,9 @@ class MetricsLog:
                                     "to continue without the earlier epochs' rows") or []
         self.rows: list[dict] = [row for row in rows if row["epoch"] <= epochs_done]
         self.wandb = None
-        self.live_curves = show.LiveFigure()  # in a notebook: curves.png, replaced in place every epoch
+        self.live_curves = show.LiveFigure()  # in a notebook: curves.png, replaced in place when redrawn
+        self._drawn_at: Optional[float] = None  # time.monotonic() of the last curves.png
+        self._drawn_rows = 0
 
     def start_wandb(self, project: str, run_name: str, config: dict) -> str:
         """Open a W&B run (resumed by name); returns a line saying where it logs."""
@@ -56,9 +63,15 @@ class MetricsLog:
         self.rows.append({name: row[name] for name in COLUMNS})
         self._write_json()
         self._write_csv()
-        self._plot()
+        if self._drawn_at is None or time.monotonic() - self._drawn_at >= CURVES_EVERY_S:
+            self._plot()
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+    def draw_curves(self) -> None:
+        """curves.png with every epoch logged, when the last drawing lacks some (training ends)."""
+        if self._drawn_rows < len(self.rows):
+            self._plot()
 
     def finish(self) -> None:
         if self.wandb is not None:
@@ -75,5 +88,6 @@ class MetricsLog:
 
     def _plot(self) -> None:
         save_png(curves_figure(self.rows), self.run_dir / "curves.png", dpi=100)
+        self._drawn_at, self._drawn_rows = time.monotonic(), len(self.rows)
         self.live_curves.show(self.run_dir / "curves.png")
 
