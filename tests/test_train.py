@@ -550,6 +550,10 @@ LORA_EPOCHS = 40  # measured: 0.9 first exceeded at epoch 17 (1.0), 0.9375 at th
 # training); on a machine shared with other test runs the same test gave 0.9375 first at epoch 24. 30 epochs (a
 # faster cosine decay) plateaued at 0.875 there.
 LEARN_REPEATS = 2  # clips per class and actor
+OTHER_PATIENCE = 10  # early stopping of the modality that does not carry the label (val macro-F1). Measured:
+# the carrying modality is at 0.5 by epoch 5 (audio) and 11 (visual), so a cue shows well within 10 epochs;
+# the other one stopped at epoch 11 (visual on audio-signal clips, 0.125 throughout) and 33 (audio on
+# face-signal clips, at most 0.19).
 
 
 @pytest.fixture(scope="module")
@@ -574,11 +578,13 @@ def signal_caches(tmp_path_factory):
     return caches
 
 
-def learn(cache: Path, save: Path, modalities: str, model_cfg="tiny", epochs: int = LEARN_EPOCHS) -> list[float]:
+def learn(cache: Path, save: Path, modalities: str, model_cfg="tiny", epochs: int = LEARN_EPOCHS,
+          patience: int = 50) -> list[float]:
     # Audio alone memorises the clips' timing and noise unless time shift, gain and noise vary them (val
     # accuracy 0.62 without, 1.0 with); frame augmentation only slows the visual runs down at this budget.
     # The tiny preset mixes both layers of each encoder (the layer-weighted sum is on in every preset).
-    cfg = quick_config(max_epochs=epochs, batch_size=4, modalities=modalities, lr=3e-4, augment=modalities == "a")
+    cfg = quick_config(max_epochs=epochs, batch_size=4, modalities=modalities, lr=3e-4, augment=modalities == "a",
+                       early_stopping_patience=patience)
     result = train(cache, save, model_cfg, cfg, show_progress=False)
     accuracies = [row["val_acc"] for row in result.metrics]
     print(f"{cache.name} {modalities}: val acc per epoch {accuracies}")
@@ -595,14 +601,16 @@ def test_tiny_learns_the_synthetic_clips(signal_caches, tmp_path):
     assert max(learn(signal_caches["av"], tmp_path, "av")) >= 0.9
 
 
-# Measured: audio-only and visual-only reach 1.0 on the clips whose label they carry (epochs 22 and 26),
-# and the best of the other modality over 40 epochs is 0.19 (audio on face-signal clips) and 0.31 (visual
-# on audio-signal clips).
+# Measured before the layer-weighted sum: audio-only and visual-only reach 1.0 on the clips whose label they
+# carry (epochs 22 and 26), and the best of the other modality over 40 epochs is 0.19 (audio on face-signal
+# clips) and 0.31 (visual on audio-signal clips). With it: 1.0 first at epochs 24 (audio) and 19 (visual).
 @pytest.mark.parametrize("signal", ["a", "v"])
 def test_only_the_modality_that_carries_the_label_learns(signal_caches, tmp_path, signal):
     other = {"a": "v", "v": "a"}[signal]
     assert max(learn(signal_caches[signal], tmp_path, signal)) >= 0.9
-    assert max(learn(signal_caches[signal], tmp_path, other)) <= 0.375  # chance is 0.125 (16 val clips)
+    # The other modality trains as a user's run would, with early stopping: while it finds nothing, the run
+    # ends OTHER_PATIENCE epochs after its best; a cue it could learn would keep improving it and the run going.
+    assert max(learn(signal_caches[signal], tmp_path, other, patience=OTHER_PATIENCE)) <= 0.375  # chance: 0.125
 
 
 def test_tiny_learns_through_lora_adapters(signal_caches, tmp_path):

@@ -110,7 +110,8 @@ def config_hash(config: PreprocessConfig) -> str:
 
 
 def _build_hint(cache_dir) -> str:
-    return f"`python -m fer_lib.preprocess --data_dir RAW --cache_dir {cache_dir}`"
+    return (f"notebook 01_data_check (it downloads RAVDESS), or `python -m fer_lib.preprocess --data_dir RAW "
+            f"--cache_dir {cache_dir}`")
 
 
 def read_manifest(cache_dir: str | Path) -> dict:
