@@ -49,6 +49,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fer_lib import devices
 from fer_lib.errors import FerError, one_line
 from fer_lib.fileio import copy_in_place, stale_temporaries
 
@@ -270,8 +271,7 @@ def load_model(checkpoint: str | Path, device=None, allow_other_frozen_weights: 
     for line in fingerprint.check(model, loaded.config.get(fingerprint.FIELD), allow_other_frozen_weights):
         warnings.warn(line, stacklevel=2)
     model.load_trainable_state_dict(loaded.weights)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device).eval()
+    model.to(devices.resolve(device)).eval()
     trained = str((loaded.config.get("train") or {}).get("modalities") or "av")
     return TrainedModel(model, cfg, loaded.split, path, trained)
 
