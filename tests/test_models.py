@@ -561,3 +561,11 @@ def test_other_frozen_weights_stop_a_checkpoint_load_naming_the_part(tiny_cfg, c
     assert "\n" not in str(error.value) and "--allow_other_frozen_weights" in str(error.value)
     with pytest.warns(UserWarning, match="visual_encoder"):
         checkpoint.load_model(folder, "cpu", allow_other_frozen_weights=True)
+
+
+def test_model_built_under_a_device_context_has_every_tensor_there():
+    """bench/gpu.sh builds `with torch.device("cuda")`: a buffer made on the CPU stopped the first GPU run."""
+    with torch.device("meta"):
+        model = build_model(get_preset("tiny"), random_init=True)
+    on_cpu = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type != "meta"]
+    assert on_cpu == []
