@@ -25,6 +25,9 @@ Where a run starts:
   continues that checkpoint's training state in this folder;
 - else `--resume_from CKPT` with another config (e.g. `--unfreeze visual_encoder` for stage 3, or
   another lr): it starts from those weights with a fresh optimizer and schedule, from epoch 0;
+- else a folder with a `best` but no `last` (deleted, or lost with its spare) is refused with one line saying how
+  to go on (from best with `--resume_from RUN/checkpoints/best --run_name RUN`, or a new run), never
+  trained over from scratch;
 - else from scratch.
 A changed config gets a new default folder name, so earlier results are never overwritten; an
 explicit `--run_name` whose folder holds another config is refused with the differences and the two
@@ -168,6 +171,8 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
             if sync is not None:
                 sync.start()
         last = checkpoint.find(work_dir)
+    if last is None and train_cfg.resume_from is None:
+        _refuse_restart_over_best(work_dir, run_dir)
     start = _starting_checkpoint(last, train_cfg.resume_from, model_cfg)
     set_seed(train_cfg.seed)
     model = build_model(model_cfg)
@@ -253,6 +258,18 @@ def _precision() -> str:
     if not torch.cuda.is_available():
         return "no"
     return "bf16" if torch.cuda.get_device_capability()[0] >= 8 else "fp16"
+
+
+def _refuse_restart_over_best(work_dir: Path, run_dir: Path) -> None:
+    """A run folder with a `best` but no `last` (deleted, or lost with its spare) cannot resume, and starting it from
+    scratch would write over its best checkpoint and metrics: RunFolderError saying how to go on."""
+    best = checkpoint.find(work_dir, "best")
+    if best is not None:
+        raise run_folder.RunFolderError(
+            f"run folder {run_dir} has checkpoints/best but no checkpoints/last, so it cannot resume, and starting "
+            f"over would write over its best checkpoint and metrics; continue from best in this folder with the same "
+            f"command plus --resume_from {run_dir / 'checkpoints' / 'best'} --run_name {run_dir.name} (in train(): "
+            "TrainConfig.resume_from and run_name), or train a new run under another --run_name")
 
 
 def _starting_checkpoint(last: Optional[Path], resume_from: Optional[str],
