@@ -163,6 +163,12 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     split_info = {**split.as_dict(), "fold": train_cfg.fold, "manifest_hash": cache.manifest_hash(cache_dir)}
     run_folder.check(run_dir, config, split_info)
     work_dir = Path(local_dir).expanduser() / run_dir.name if local_dir else run_dir
+    if local_dir and (work_dir.resolve().is_relative_to(run_dir.resolve())
+                      or run_dir.resolve().is_relative_to(work_dir.resolve())):
+        raise run_folder.RunFolderError(
+            f"--local_dir {local_dir} would put the working copy {work_dir} inside the run folder {run_dir} (or the run "
+            "folder inside it), so the run would be copied into itself; choose a folder outside --save_dir, on the "
+            "machine's own disk (e.g. /content/fer_local in Colab)")
     sync = DriveSync(work_dir, run_dir, sync_minutes) if local_dir and accelerator.is_main_process else None
     with accelerator.main_process_first():  # process 0 prepares the folders first
         if accelerator.is_main_process:  # holding the run folder: no other process writes there
@@ -291,7 +297,7 @@ def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
     if ckpt is None:
         return Progress(), None, "starting from scratch"
     if resumed or run_folder.identity(ckpt.config) == run_folder.identity(config):
-        model.load_trainable_state_dict(ckpt.weights)
+        checkpoint.load_weights(model, ckpt)
         progress = Progress(**ckpt.progress)
         length_change = _length_change(ckpt.config["train"]["max_epochs"], config["train"]["max_epochs"], progress)
         return progress, ckpt.state, (f"resuming {ckpt.path} at epoch {progress.epoch + 1}, step {progress.step}"

@@ -156,6 +156,18 @@ def read_config(file: Path) -> dict:
     return config
 
 
+def load_weights(model, ckpt: Checkpoint) -> None:
+    """Load `ckpt`'s trainable weights into `model`, built from `ckpt`'s own config: weights that do not fit it mean
+    a damaged checkpoint (a flipped byte in the safetensors header renames a tensor), not another preset."""
+    from fer_lib.models import CheckpointMismatchError
+
+    try:
+        model.load_trainable_state_dict(ckpt.weights)
+    except CheckpointMismatchError as exc:
+        raise CheckpointError(f"damaged checkpoint {ckpt.path}: {WEIGHTS} does not match the model of its own {CONFIG} "
+                              f"(weights {exc.problems}); restore it from a copy, or use another checkpoint") from None
+
+
 def find(run_dir: str | Path, name: str = "last") -> Optional[Path]:
     """`run_dir/checkpoints/<name>` if it exists, after finishing a rotation a crash interrupted."""
     root = Path(run_dir) / "checkpoints"
@@ -204,10 +216,16 @@ def clean_staging(run_dir: str | Path) -> list[Path]:
 def _write(checkpoint: Checkpoint, folder: Path) -> None:
     # safetensors refuses tensors that share memory or are views; trainable weights are plain parameters,
     # but `contiguous().clone()` keeps that true whatever a module does.
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in checkpoint.weights.items()}, str(folder / WEIGHTS))
     torch.save(checkpoint.state, folder / STATE)
     for name, data in ((PROGRESS, checkpoint.progress), (CONFIG, checkpoint.config), (SPLIT, checkpoint.split)):
         (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True))
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in checkpoint.weights.items()}, str(folder / WEIGHTS))
+    # safetensors creates its file readable by its owner only (0600): give it the mode of the other files
+    # (0644 under the usual umask), so that whoever can read the checkpoint can read its weights.
+    try:
+        shutil.copymode(folder / CONFIG, folder / WEIGHTS)
+    except OSError:  # a file system without modes (a FUSE mount): there is nothing to give
+        pass
 
 
 def _verify(folder: Path, weights: dict[str, torch.Tensor]) -> None:
@@ -296,7 +314,7 @@ def load_model(checkpoint: str | Path, device=None, allow_other_frozen_weights: 
     model = build_model(cfg)
     for line in fingerprint.check(model, loaded.config.get(fingerprint.FIELD), allow_other_frozen_weights):
         warnings.warn(line, stacklevel=2)
-    model.load_trainable_state_dict(loaded.weights)
+    load_weights(model, loaded)
     model.to(devices.resolve(device)).eval()
     trained = str((loaded.config.get("train") or {}).get("modalities") or "av")
     return TrainedModel(model, cfg, loaded.split, path, trained)
