@@ -216,10 +216,10 @@ def clean_staging(run_dir: str | Path) -> list[Path]:
 def _write(checkpoint: Checkpoint, folder: Path) -> None:
     # safetensors refuses tensors that share memory or are views; trainable weights are plain parameters,
     # but `contiguous().clone()` keeps that true whatever a module does.
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in checkpoint.weights.items()}, str(folder / WEIGHTS))
     torch.save(checkpoint.state, folder / STATE)
     for name, data in ((PROGRESS, checkpoint.progress), (CONFIG, checkpoint.config), (SPLIT, checkpoint.split)):
         (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True))
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in checkpoint.weights.items()}, str(folder / WEIGHTS))
     # safetensors creates its file readable by its owner only (0600): give it the mode of the other files
     # (0644 under the usual umask), so that whoever can read the checkpoint can read its weights.
     try:
