@@ -16,8 +16,8 @@ and once, preprocess_clips_per_s: `fer_lib.preprocess` with MTCNN on the GPU ove
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +26,9 @@ from typing import Optional
 import torch
 
 from bench.bench_models import random_batch
+from fer_lib import cli
 from fer_lib.config import get_preset
+from fer_lib.errors import FerError
 from fer_lib.models import build_model
 
 GPU_PRESETS = ("lightweight", "full")
@@ -105,11 +107,22 @@ def measure_preprocess(device: torch.device, clips: int, seconds: float) -> dict
             "preprocess_s_per_clip_in_worker": round(summary["seconds_per_new_clip"], 4)}
 
 
+class NoGpuError(FerError):
+    """The GPU benchmark was asked for on a machine without a CUDA GPU; one line."""
+
+
+def require_gpu() -> None:
+    """NoGpuError unless torch sees a CUDA GPU: asked before any benchmark runs."""
+    if not torch.cuda.is_available():
+        raise NoGpuError("the gpu benchmark needs a CUDA GPU and torch sees none here: run `bash bench/gpu.sh` on a "
+                         "GPU machine, or `python -m bench.bench_gpu --dry_run` for its CPU dry run")
+
+
 def run(dry_run: bool = False, presets: Optional[tuple[str, ...]] = None) -> dict:
     """Measure; `dry_run`: tiny sizes on the CPU (the figures then describe nothing but that the code runs)."""
     device = torch.device("cpu" if dry_run else "cuda")
-    if not dry_run and not torch.cuda.is_available():
-        raise SystemExit("bench.bench_gpu needs a CUDA GPU (use --dry_run on a CPU)")
+    if not dry_run:
+        require_gpu()
     presets = presets or (("tiny",) if dry_run else GPU_PRESETS)
     batch_size, repeats = (2, 1) if dry_run else (8, 5)
     figures = {"device": "cpu (dry run)" if dry_run else torch.cuda.get_device_name(device),
@@ -123,12 +136,14 @@ def run(dry_run: bool = False, presets: Optional[tuple[str, ...]] = None) -> dic
     return figures
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_gpu", description=__doc__.split("\n")[0])
+@cli.command()
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = cli.ArgumentParser(prog="python -m bench.bench_gpu", description=__doc__.split("\n")[0])
     parser.add_argument("--dry_run", action="store_true", help="tiny sizes on the CPU; prints, writes nothing")
     args = parser.parse_args(argv)
     run(args.dry_run)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

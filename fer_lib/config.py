@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from fer_lib import EMOTIONS
 from fer_lib.errors import FerError
@@ -364,23 +366,62 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls, data: dict):
-    """Build dataclass `cls` from a (nested) dict; unknown keys raise ConfigError."""
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a (nested) dict, as read from JSON; ConfigError (one line) for an unknown key or
+    a value of the wrong type (`"num_frames": "16"`, `"lr": "1e-4"`), named with its path (`prefix` + field)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
+        raise ConfigError(f"expected a mapping for {prefix.rstrip('.') or cls.__name__}, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+        raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(prefix + k for k in unknown)}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         ftype = _NESTED.get((cls, name))
         if ftype is not None:
-            value = from_dict(ftype, value)
-        elif isinstance(value, list) and name in _TUPLE_FIELDS:
-            value = tuple(value)
+            value = from_dict(ftype, value, f"{prefix}{name}.")
+        else:
+            _check_type(value, hints[name], prefix + name)
+            if isinstance(value, list) and name in _TUPLE_FIELDS:
+                value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+               tuple: "a list"}
+
+
+def _check_type(value, hint, name: str) -> None:
+    """ConfigError unless the JSON value `value` fits the field type `hint` (int, float, str, bool, Optional,
+    dict, tuple; a float field takes an integer, no field takes a bool for a number)."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(hint)):
+            return
+        hint = options[0]
+    kind = typing.get_origin(hint) or hint
+    if kind is Any:
+        return
+    if kind is tuple:
+        if isinstance(value, (list, tuple)):
+            args = typing.get_args(hint)
+            items = args[:1] * len(value) if args[1:] == (Ellipsis,) else args
+            if len(items) == len(value):
+                for k, (item, item_hint) in enumerate(zip(value, items)):
+                    _check_type(item, item_hint, f"{name}[{k}]")
+                return
+            raise ConfigError(f"{name} must be a list of {len(items)}, got {value!r}")
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return
+    elif isinstance(value, kind):
+        return
+    raise ConfigError(f"{name} must be {_TYPE_NAMES[kind]}, got {value!r}")
 
 
 def save_json(cfg, path: str | Path) -> Path:

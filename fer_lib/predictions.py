@@ -100,14 +100,33 @@ class Predictions:
             missing = [f for f in PREDICTION_FIELDS if f not in (reader.fieldnames or [])]
             if missing:
                 raise PredictionsFileError(f"{path} is not a predictions.csv (missing columns {', '.join(missing)})")
-            rows = list(reader)
+            rows = []
+            for row in reader:
+                try:
+                    rows.append(_parse_row(row))
+                except ValueError as exc:
+                    raise PredictionsFileError(f"{path} is damaged: line {reader.line_num}: {exc}; evaluate again to "
+                                               "write it anew") from None
         return cls(
-            paths=[r["path"] for r in rows],
-            actors=np.array([int(r["actor"]) for r in rows], np.int64),
-            labels=np.array([int(r["true"]) for r in rows], np.int64),
-            preds=np.array([int(r["pred"]) for r in rows], np.int64),
-            probs=np.array([[float(r[f]) for f in PROB_FIELDS] for r in rows], np.float64).reshape(-1, len(EMOTIONS)),
+            paths=[r[0] for r in rows],
+            actors=np.array([r[1] for r in rows], np.int64),
+            labels=np.array([r[2] for r in rows], np.int64),
+            preds=np.array([r[3] for r in rows], np.int64),
+            probs=np.array([r[4] for r in rows], np.float64).reshape(-1, len(EMOTIONS)),
         )
+
+
+def _parse_row(row: dict) -> tuple[str, int, int, int, list[float]]:
+    """(path, actor, true, pred, probabilities) of one CSV row; ValueError saying what is wrong with it."""
+    if None in row or None in row.values():
+        raise ValueError(f"not the {len(row) - (None in row)} fields of the header (a file cut short?)")
+    actor, true, pred = (int(row[name]) for name in ("actor", "true", "pred"))
+    probs = [float(row[name]) for name in PROB_FIELDS]
+    if not (0 <= true < len(EMOTIONS) and 0 <= pred < len(EMOTIONS)):
+        raise ValueError(f"a class outside 0..{len(EMOTIONS) - 1} (true {true}, pred {pred})")
+    if not all(0.0 <= p <= 1.0 for p in probs):
+        raise ValueError("a probability outside [0, 1]")
+    return row["path"], actor, true, pred, probs
 
 
 def load_predictions(source) -> Predictions:

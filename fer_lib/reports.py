@@ -88,16 +88,26 @@ def per_class_markdown(metrics: dict) -> str:
     return markdown_table(("class", "precision %", "recall %", "F1 %", "clips"), rows)
 
 
+def read_block(path: str | Path, name: str) -> str:
+    """What stands between `<!-- name:start -->` and `<!-- name:end -->` in `path` (FerError when they are not there)."""
+    return _split_block(Path(path), name)[1]
+
+
 def replace_block(path: str | Path, name: str, text: str) -> Path:
     """Replace what stands between `<!-- name:start -->` and `<!-- name:end -->` in `path` (they must be there)."""
-    path = Path(path)
+    head, _, tail = _split_block(Path(path), name)
+    return atomic_write_text(path, f"{head}<!-- {name}:start -->\n{text.rstrip()}\n<!-- {name}:end -->{tail}")
+
+
+def _split_block(path: Path, name: str) -> tuple[str, str, str]:
+    """(before the start marker, between the markers, after the end marker) of `path`'s text."""
     content = path.read_text()
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in content or end not in content:
         raise FerError(f"{path} has no {start} ... {end} block to write into")
     head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return atomic_write_text(path, f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
+    block, tail = rest.split(end, 1)
+    return head, block, tail
 
 
 def report_from_predictions(source, out_dir: str | Path, subtitle: str = "", info: Optional[dict] = None) -> dict:

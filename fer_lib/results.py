@@ -1,9 +1,10 @@
 """Command: README's Results section, generated from a cross-validation summary.
 
-    python -m fer_lib.results [--cv_dir ROOT/cv/NAME] [--readme README.md]
+    python -m fer_lib.results [--cv_dir ROOT/cv/NAME] [--readme README.md] [--force]
 
 writes the block between `<!-- results:start -->` and `<!-- results:end -->` of the README: with no
-summary (no `--cv_dir`, or no summary.json in it yet) it says that nothing has been measured; with one,
+summary (no `--cv_dir`, or no summary.json in it yet) it says that nothing has been measured, but never
+over a block that holds measured numbers (that needs `--force`); with one,
 the protocol, the machine-independent table of `fer_lib.cv` (WAR, UAR, macro-F1 per fold and modality,
 mean and std) and the summary's own name. Published figures are quoted beside ours only with their
 fold scheme and source, because numbers from other folds are not directly comparable.
@@ -19,7 +20,7 @@ from typing import Optional
 from fer_lib import cli
 from fer_lib.errors import FerError
 from fer_lib.metrics import SUMMARY_METRICS
-from fer_lib.reports import fmt, markdown_table, replace_block
+from fer_lib.reports import fmt, markdown_table, read_block, replace_block
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # (system, modalities, figure, folds, source): the published 8-class actor-independent figures that name their folds.
@@ -29,6 +30,9 @@ PUBLISHED = (
     ("Luna-Jiménez et al. (wav2vec2 + action units)", "audio+video", "86.70", "5 folds", "Luna-Jiménez et al., 2022"),
     ("Whisper-large-v3, frozen", "audio", "WA 75.87", "6 random groups of 4 actors", "EmoBox benchmark, 2024"),
 )
+
+
+MEASURED = "Measured:"  # how the text of a block with measured numbers begins
 
 
 class ResultsError(FerError):
@@ -55,7 +59,7 @@ def results_markdown(summary: Optional[dict]) -> str:
                                [(summary["modalities"], *(f"{fmt(summary['metrics'][m]['mean'])} ± "
                                                          f"{fmt(summary['metrics'][m]['std'])}" for m in SUMMARY_METRICS))])
     return "\n".join([
-        f"Measured: cross-validation `{summary['name']}`, {summary['protocol']}. Validation (early stopping) uses "
+        f"{MEASURED} cross-validation `{summary['name']}`, {summary['protocol']}. Validation (early stopping) uses "
         "4 training actors, never the test fold. std is the sample standard deviation over folds.", "",
         table, "", "Published figures, with their folds:", "", published, ""])
 
@@ -80,8 +84,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m fer_lib.results", description=__doc__.split("\n")[0])
     parser.add_argument("--cv_dir", help="a cross-validation folder (<root>/cv/<name>) with summary.json")
     parser.add_argument("--readme", default=str(README), help="the markdown file whose results block is rewritten")
+    parser.add_argument("--force", action="store_true",
+                        help="write 'not measured yet' even over a block that holds measured numbers")
     args = parser.parse_args(argv)
     summary = load_summary(args.cv_dir)
+    if summary is None and not args.force and read_block(args.readme, "results").strip().startswith(MEASURED):
+        why = f"{args.cv_dir} has no summary.json yet" if args.cv_dir else "no --cv_dir was given"
+        raise ResultsError(f"{args.readme} holds measured results and {why}: nothing written; pass the --cv_dir "
+                           "of a finished cross-validation, or --force to replace them with 'not measured yet'")
     replace_block(args.readme, "results", results_markdown(summary))
     print(f"wrote the results section of {args.readme} ({'from ' + args.cv_dir if summary else 'not measured yet'})")
     return 0

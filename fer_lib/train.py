@@ -25,6 +25,9 @@ Where a run starts:
   continues that checkpoint's training state in this folder;
 - else `--resume_from CKPT` with another config (e.g. `--unfreeze visual_encoder` for stage 3, or
   another lr): it starts from those weights with a fresh optimizer and schedule, from epoch 0;
+- else a folder with a `best` but no `last` (deleted, or lost with its spare) is refused with one line saying how
+  to go on (from best with `--resume_from RUN/checkpoints/best --run_name RUN`, or a new run), never
+  trained over from scratch;
 - else from scratch.
 A changed config gets a new default folder name, so earlier results are never overwritten; an
 explicit `--run_name` whose folder holds another config is refused with the differences and the two
@@ -160,6 +163,12 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     split_info = {**split.as_dict(), "fold": train_cfg.fold, "manifest_hash": cache.manifest_hash(cache_dir)}
     run_folder.check(run_dir, config, split_info)
     work_dir = Path(local_dir).expanduser() / run_dir.name if local_dir else run_dir
+    if local_dir and (work_dir.resolve().is_relative_to(run_dir.resolve())
+                      or run_dir.resolve().is_relative_to(work_dir.resolve())):
+        raise run_folder.RunFolderError(
+            f"--local_dir {local_dir} would put the working copy {work_dir} inside the run folder {run_dir} (or the run "
+            "folder inside it), so the run would be copied into itself; choose a folder outside --save_dir, on the "
+            "machine's own disk (e.g. /content/fer_local in Colab)")
     sync = DriveSync(work_dir, run_dir, sync_minutes) if local_dir and accelerator.is_main_process else None
     with accelerator.main_process_first():  # process 0 prepares the folders first
         if accelerator.is_main_process:  # holding the run folder: no other process writes there
@@ -168,6 +177,8 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
             if sync is not None:
                 sync.start()
         last = checkpoint.find(work_dir)
+    if last is None and train_cfg.resume_from is None:
+        _refuse_restart_over_best(work_dir, run_dir)
     start = _starting_checkpoint(last, train_cfg.resume_from, model_cfg)
     set_seed(train_cfg.seed)
     model = build_model(model_cfg)
@@ -255,6 +266,18 @@ def _precision() -> str:
     return "bf16" if torch.cuda.get_device_capability()[0] >= 8 else "fp16"
 
 
+def _refuse_restart_over_best(work_dir: Path, run_dir: Path) -> None:
+    """A run folder with a `best` but no `last` (deleted, or lost with its spare) cannot resume, and starting it from
+    scratch would write over its best checkpoint and metrics: RunFolderError saying how to go on."""
+    best = checkpoint.find(work_dir, "best")
+    if best is not None:
+        raise run_folder.RunFolderError(
+            f"run folder {run_dir} has checkpoints/best but no checkpoints/last, so it cannot resume, and starting "
+            f"over would write over its best checkpoint and metrics; continue from best in this folder with the same "
+            f"command plus --resume_from {run_dir / 'checkpoints' / 'best'} --run_name {run_dir.name} (in train(): "
+            "TrainConfig.resume_from and run_name), or train a new run under another --run_name")
+
+
 def _starting_checkpoint(last: Optional[Path], resume_from: Optional[str],
                          model_cfg: ModelConfig) -> Optional[checkpoint.Checkpoint]:
     """The checkpoint a run starts from (its own `last`, else `resume_from`), checked before any model is built."""
@@ -274,7 +297,7 @@ def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
     if ckpt is None:
         return Progress(), None, "starting from scratch"
     if resumed or run_folder.identity(ckpt.config) == run_folder.identity(config):
-        model.load_trainable_state_dict(ckpt.weights)
+        checkpoint.load_weights(model, ckpt)
         progress = Progress(**ckpt.progress)
         length_change = _length_change(ckpt.config["train"]["max_epochs"], config["train"]["max_epochs"], progress)
         return progress, ckpt.state, (f"resuming {ckpt.path} at epoch {progress.epoch + 1}, step {progress.step}"

@@ -123,12 +123,22 @@ def read_manifest(cache_dir: str | Path) -> dict:
         raise DataError(f"no {MANIFEST} in {cache_dir}: not a preprocessing cache; run {_build_hint(cache_dir)} first")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not valid JSON ({exc}); rebuild the cache with --overwrite") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path} is damaged (not a mapping); rebuild the cache with --overwrite")
     if manifest.get("format") != FORMAT:
         what = "one .npz file per clip" if manifest.get("format") == 1 else "another fer_lib version's"
         raise DataError(f"{cache_dir} is a cache of format {manifest.get('format')} ({what}), which this fer_lib "
                         f"does not read (format {FORMAT}: one shard per actor); {_build_hint(cache_dir)} rebuilds it")
+    try:
+        config = from_dict(PreprocessConfig, manifest["preprocess_config"])
+    except (ConfigError, KeyError) as exc:
+        raise DataError(f"{path} does not match this version of fer_lib ({exc}); "
+                        "rebuild the cache with --overwrite or use a new cache_dir") from None
+    if config_hash(config) != manifest.get("hash"):  # a flipped byte in either: not other parameters
+        raise DataError(f"{path} is damaged (its hash {manifest.get('hash')!r} is not that of its preprocess_config); "
+                        "rebuild the cache with --overwrite or use a new cache_dir")
     return manifest
 
 
@@ -139,11 +149,7 @@ def manifest_hash(cache_dir: str | Path) -> str:
 
 def manifest_config(cache_dir: str | Path) -> PreprocessConfig:
     """The PreprocessConfig a cache was built with."""
-    try:
-        return from_dict(PreprocessConfig, read_manifest(cache_dir)["preprocess_config"])
-    except (ConfigError, KeyError) as exc:
-        raise DataError(f"{Path(cache_dir) / MANIFEST} does not match this version of fer_lib ({exc}); "
-                        "rebuild the cache with --overwrite or use a new cache_dir") from None
+    return from_dict(PreprocessConfig, read_manifest(cache_dir)["preprocess_config"])
 
 
 def is_cache(folder: str | Path) -> bool:

@@ -50,6 +50,7 @@ import os
 import shutil
 import sys
 import threading
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Iterable, Optional
@@ -103,6 +104,9 @@ class RemoteFile:
 
 def list_files(source: str = RECORD_URL) -> list[RemoteFile]:
     """The files of a Zenodo record, from its records-API JSON (both shapes, module docstring)."""
+    url = urllib.parse.urlsplit(source)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise DownloadError(f"--source {source!r} is not an http(s) URL; it takes a records-API URL like {RECORD_URL}")
     response = _get(source, "the file list of RAVDESS")
     try:
         record = response.json()
@@ -420,12 +424,15 @@ def inspect_example(layout: DriveLayout) -> ClipInspection:
 def actor_list(text: str) -> list[int]:
     """argparse type: "1-24", "3", "1-4,9,21-24" -> sorted actors in 1..24."""
     actors = set()
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            actors.update(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected actors like 1-24 or 1-4,9, got {text!r}") from None
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected actors like 1-24 or 1-4,9, got {text!r}") from None
+        if first > last:
+            raise argparse.ArgumentTypeError(f"the range {part.strip()} is reversed: write {last}-{first}")
+        actors.update(range(first, last + 1))
     if not actors or min(actors) < 1 or max(actors) > NUM_ACTORS:
         raise argparse.ArgumentTypeError(f"actors must lie in 1..{NUM_ACTORS}, got {text!r}")
     return sorted(actors)

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from fer_lib import EMOTIONS
 from fer_lib.config import PreprocessConfig
 from fer_lib.data.ravdess import NAME_PATTERN, NUM_ACTORS, RavdessClip, RavdessNameError, parse_name
-from fer_lib.errors import FerError, environment_fault
+from fer_lib.errors import FerError, describe_os_error, environment_fault
 from fer_lib.fileio import atomic_file, atomic_write_text
 
 LAYOUT_HINT = ("it should hold the RAVDESS download: Actor_01/01-01-01-01-01-01-01.mp4 ... "
@@ -307,6 +307,11 @@ def build_index(data_dir: str | Path, config: Optional[PreprocessConfig] = None,
                 problems.append(Problem(shown, kind[1], kind[2]))
             else:
                 record = kind[1]
+                try:
+                    path.stat()
+                except OSError as exc:  # a link that loops or leads nowhere: stop before a cache file is written
+                    raise DataError(f"clip {shown} cannot be read ({describe_os_error(exc)}); remove it, or make "
+                                    "it the clip itself") from None
                 if record.stem in seen:
                     problems.append(Problem(shown, "duplicate", f"same clip as {_display(seen[record.stem], root)} (kept that one)"))
                     continue

@@ -48,7 +48,12 @@ PRETRAINED_PARTS = {"audio_encoder": "audio.encoder", "visual_encoder": "visual.
 
 
 class CheckpointMismatchError(FerError):
-    """Saved weights do not fit the model built from the config; the message is one line."""
+    """Saved weights do not fit the model built from the config; the message is one line, `.problems` its core
+    ("1 unexpected (e.g. ...)")."""
+
+    def __init__(self, message: str, problems: str):
+        super().__init__(message)
+        self.problems = problems
 
 
 @dataclass
@@ -199,7 +204,7 @@ class EmotionModel(nn.Module):
         if problems:
             raise CheckpointMismatchError(
                 f"checkpoint does not fit this {self.config.preset!r} model: weights {'; '.join(problems)}; "
-                "was it saved from another preset or architecture?"
+                "was it saved from another preset or architecture?", "; ".join(problems)
             )
         self.load_state_dict(state_dict, strict=False)
 

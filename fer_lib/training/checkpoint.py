@@ -112,22 +112,60 @@ def publish(folder: Path, root: Path, name: str) -> Path:
 
 
 def load(path: str | Path) -> Checkpoint:
-    """Read a checkpoint folder; CheckpointError (one line) if it is not a complete one."""
+    """Read a checkpoint folder; CheckpointError (one line naming the file) if it is not a complete one, or a
+    file in it is damaged: unreadable, or its JSON with values of the wrong type or range (`read_progress`,
+    `read_config`)."""
     path = Path(path)
     missing = [name for name in FILES if not (path / name).is_file()]
     if missing:
         raise CheckpointError(f"not a checkpoint folder: {path} (missing {', '.join(missing)})")
+    readers = {WEIGHTS: lambda file: load_file(str(file)),
+               STATE: lambda file: torch.load(file, map_location="cpu", weights_only=True),
+               PROGRESS: read_progress, CONFIG: read_config, SPLIT: lambda file: json.loads(file.read_text())}
+    content = {}
+    for name, read in readers.items():
+        try:
+            content[name] = read(path / name)
+        except Exception as exc:  # safetensors, pickle and JSON each raise their own types for a damaged file
+            raise CheckpointError(f"damaged checkpoint {path}: {name}: {one_line(exc)}; restore that file from a copy, "
+                                  "or use another checkpoint") from exc
+    return Checkpoint(weights=content[WEIGHTS], state=content[STATE], progress=content[PROGRESS],
+                      config=content[CONFIG], split=content[SPLIT], path=path)
+
+
+def read_progress(file: Path) -> dict:
+    """trainer_state.json: the fields of `Progress` (training/loop.py), of their types and ranges (ConfigError)."""
+    from fer_lib.config import from_dict
+    from fer_lib.training.loop import Progress
+
+    progress = json.loads(file.read_text())
+    from_dict(Progress, progress).validate()
+    return progress
+
+
+def read_config(file: Path) -> dict:
+    """config.json: {"model": ModelConfig, "train": TrainConfig, ...}, each value of its field's type (ConfigError)."""
+    from fer_lib.config import ConfigError, ModelConfig, TrainConfig, from_dict
+
+    config = json.loads(file.read_text())
+    if not isinstance(config, dict):
+        raise ConfigError(f"expected a mapping, got {type(config).__name__}")
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        if section in config:
+            from_dict(cls, config[section], f"{section}.")
+    return config
+
+
+def load_weights(model, ckpt: Checkpoint) -> None:
+    """Load `ckpt`'s trainable weights into `model`, built from `ckpt`'s own config: weights that do not fit it mean
+    a damaged checkpoint (a flipped byte in the safetensors header renames a tensor), not another preset."""
+    from fer_lib.models import CheckpointMismatchError
+
     try:
-        return Checkpoint(
-            weights=load_file(str(path / WEIGHTS)),
-            state=torch.load(path / STATE, map_location="cpu", weights_only=True),
-            progress=json.loads((path / PROGRESS).read_text()),
-            config=json.loads((path / CONFIG).read_text()),
-            split=json.loads((path / SPLIT).read_text()),
-            path=path,
-        )
-    except Exception as exc:  # safetensors, pickle and JSON each raise their own types for a damaged file
-        raise CheckpointError(f"damaged checkpoint {path}: {one_line(exc)}") from exc
+        model.load_trainable_state_dict(ckpt.weights)
+    except CheckpointMismatchError as exc:
+        raise CheckpointError(f"damaged checkpoint {ckpt.path}: {WEIGHTS} does not match the model of its own {CONFIG} "
+                              f"(weights {exc.problems}); restore it from a copy, or use another checkpoint") from None
 
 
 def find(run_dir: str | Path, name: str = "last") -> Optional[Path]:
@@ -182,6 +220,12 @@ def _write(checkpoint: Checkpoint, folder: Path) -> None:
     torch.save(checkpoint.state, folder / STATE)
     for name, data in ((PROGRESS, checkpoint.progress), (CONFIG, checkpoint.config), (SPLIT, checkpoint.split)):
         (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True))
+    # safetensors creates its file readable by its owner only (0600): give it the mode of the other files
+    # (0644 under the usual umask), so that whoever can read the checkpoint can read its weights.
+    try:
+        shutil.copymode(folder / CONFIG, folder / WEIGHTS)
+    except OSError:  # a file system without modes (a FUSE mount): there is nothing to give
+        pass
 
 
 def _verify(folder: Path, weights: dict[str, torch.Tensor]) -> None:
@@ -270,7 +314,7 @@ def load_model(checkpoint: str | Path, device=None, allow_other_frozen_weights: 
     model = build_model(cfg)
     for line in fingerprint.check(model, loaded.config.get(fingerprint.FIELD), allow_other_frozen_weights):
         warnings.warn(line, stacklevel=2)
-    model.load_trainable_state_dict(loaded.weights)
+    load_weights(model, loaded)
     model.to(devices.resolve(device)).eval()
     trained = str((loaded.config.get("train") or {}).get("modalities") or "av")
     return TrainedModel(model, cfg, loaded.split, path, trained)

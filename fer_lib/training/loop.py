@@ -39,6 +39,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object, send_to_device
 from tqdm.auto import tqdm
 
+from fer_lib.config import ConfigError
 from fer_lib.data.dataset import make_loader
 from fer_lib.metrics import classification_metrics
 from fer_lib.training import checkpoint
@@ -63,6 +64,14 @@ class Progress:
     correct: float = 0.0
     seen: float = 0.0
     world_size: int = 1
+
+    def validate(self) -> "Progress":
+        """ConfigError (one line) for a value no run can reach: a negative count or sum, a non-finite one, no process."""
+        for name, value in dataclasses.asdict(self).items():
+            low = 1 if name in ("world_size", "best_epoch") else 0
+            if value is not None and not (math.isfinite(value) and value >= low):
+                raise ConfigError(f"{name} must be >= {low} (and finite), got {value!r}")
+        return self
 
 
 class Trainer:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from fer_lib import locking
-from fer_lib.config import ModelConfig, TrainConfig, to_dict
+from fer_lib.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
 from fer_lib.errors import FerError, one_line
 from fer_lib.fileio import atomic_write_text
 
@@ -153,6 +153,12 @@ def _conflicts(run_dir: Path, config: dict, split: dict) -> list[tuple[str, obje
             continue
         if not isinstance(theirs, dict) or (name == "config.json" and not {"model", "train"} <= set(theirs)):
             raise RunFolderError(f"{run_dir / name} is damaged (not a run's {name}); {fix}, or choose another run name")
+        if name == "config.json":  # a value of the wrong type ("lr": "1e-4") is damage, not another setting
+            try:
+                from_dict(ModelConfig, theirs["model"], "model.")
+                from_dict(TrainConfig, theirs["train"], "train.")
+            except ConfigError as exc:
+                raise RunFolderError(f"{run_dir / name} is damaged ({exc}); {fix}, or choose another run name") from None
         changes += _differences(identity(theirs) if name == "config.json" else theirs, mine,
                                 "" if name == "config.json" else "split.")
     return changes
