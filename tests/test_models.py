@@ -561,3 +561,26 @@ def test_other_frozen_weights_stop_a_checkpoint_load_naming_the_part(tiny_cfg, c
     assert "\n" not in str(error.value) and "--allow_other_frozen_weights" in str(error.value)
     with pytest.warns(UserWarning, match="visual_encoder"):
         checkpoint.load_model(folder, "cpu", allow_other_frozen_weights=True)
+
+
+def test_kernel_fallback_warnings_are_filtered_and_a_gpu_is_told_once(model, monkeypatch):
+    """transformers' "`causal_conv1d_fn` is falling back ..." (notebooks 02-04) is gone from the output of a model
+    built by build_model; on a GPU without causal-conv1d one line of ours says it costs speed, once."""
+    import logging
+
+    from fer_lib.models import dependency_warnings
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")  # the library's root logger: its handler prints to stderr
+    logger.addHandler(handler)
+    try:
+        for gpu in (False, True, True):
+            monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+            logging.Logger.warning_once.cache_clear()  # transformers says each once per process
+            with torch.no_grad():
+                model.fusion.backbone(inputs_embeds=torch.randn(1, 4, model.fusion.backbone.config.hidden_size))
+    finally:
+        logger.removeHandler(handler)
+    assert [record.getMessage() for record in records] == [dependency_warnings.SLOWER_ON_GPU]
