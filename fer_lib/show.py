@@ -5,6 +5,7 @@
     show.markdown(text)                   rendered in a notebook, printed elsewhere
     show.warning(text)                    bold in a notebook, on stderr elsewhere
     show.training_plan(preset, batch)     03: the GPU it sees, the memory estimate against Colab's GPUs
+    show.data_summary(summary)            01: what getting the data did, as a table
     show.data_check(index)                01: clips found per actor x emotion
     show.clip_inspection(sample)          01: one clip through the preprocessing (boxes, crops, audio)
     show.roi_tokens(model, batch)         02: the patch tokens ROI compression keeps
@@ -115,6 +116,28 @@ def training_plan(preset: str, batch_size: int) -> None:
     if runtime["gpu"] is not None and runtime["gpu_memory_gb"] < need:
         warning(f"The estimate ({need:.1f} GB) exceeds this GPU's {runtime['gpu_memory_gb']:g} GB: lower BATCH_SIZE "
                 "and raise GRAD_ACCUM_STEPS by the same factor (the same clips per optimizer step).")
+
+
+def data_summary(summary) -> None:
+    """What `fer_lib.data.download.ensure_dataset` did, as a table (nothing when the cache already held every actor)."""
+    if summary is None:
+        return
+    from fer_lib.data.ravdess import actor_ranges
+    from fer_lib.reports import markdown_table
+
+    rows = []
+    if "downloaded" in summary:
+        rows += [("actors downloaded now", actor_ranges(summary["downloaded"])),
+                 ("actors already cached", actor_ranges(summary["already_cached_actors"]))]
+    kinds = ", ".join(f"{n} {kind}" for kind, n in summary["problem_kinds"].items())
+    per_clip = summary["seconds_per_new_clip"]
+    rows += [("clips in the cache", summary["cached"]), ("new this run", summary["new"]),
+             ("picked up from an interrupted run", summary["resumed"]), ("already cached", summary["already_cached"]),
+             ("problems", f"{summary['problems']} ({kinds}; see `{summary['problems_csv']}`)" if kinds else 0),
+             ("skipped, not problems", ", ".join(f"{n} {k.replace('_', '-')}" for k, n in summary["skipped"].items()) or 0),
+             ("time", f"{summary['seconds']:.0f} s" + (f" ({per_clip:.1f} s per new clip)" if per_clip else "")),
+             ("report", f"`{summary['report']}`")]
+    markdown(markdown_table(("getting the data", "result"), rows))
 
 
 def data_check(index) -> None:

@@ -65,10 +65,12 @@ ROOT = ""  #@param {type:"string"}
 LOCAL = ""  #@param {type:"string"}
 #@markdown `SMOKE`: synthetic clips in a scratch folder on the runtime's disk, so the notebook runs anywhere.
 SMOKE = False  #@param {type:"boolean"}
-#@markdown `DOWNLOAD`: fetch RAVDESS from Zenodo when `ravdess/` on Drive is empty and the cache is incomplete;
-#@markdown `ACTORS`: the actors to get, e.g. "1-4" for a first look (about 2.2 GB to download instead of 13.4 GB).
+#@markdown `DOWNLOAD`: fetch RAVDESS when `ravdess/` on Drive is empty and the cache is incomplete;
+#@markdown `ACTORS`: the actors to get and check: "1-24" or "all", "1-4" for a first look (about 2.2 GB to download
+#@markdown instead of 13.4 GB), "1,3,5", or one number; `SOURCE`: where from, a Zenodo records-API URL (a mirror).
 DOWNLOAD = True  #@param {type:"boolean"}
 ACTORS = "1-24"  #@param {type:"string"}
+SOURCE = "https://zenodo.org/api/records/1188976"  #@param {type:"string"}
 #@markdown `WORKERS`: preprocessing processes (0: one per CPU core; a Colab A100 runtime has 12).
 WORKERS = 0  #@param {type:"integer"}
 
@@ -79,6 +81,7 @@ from fer_lib.data import cache
 from fer_lib.data.download import actor_list, ensure_dataset, inspect_example
 from fer_lib.paths import default_layout
 
+actors = actor_list(ACTORS)
 mount_drive()
 layout = default_layout(ROOT, LOCAL, smoke=SMOKE).create()
 if SMOKE:
@@ -90,20 +93,24 @@ if SMOKE:
 # licence and the citation first. Every zip's md5 checksum is verified. Interrupted (a disconnect,
 # the stop button), the same cell resumes: cached actors are skipped, a finished zip is not
 # downloaded again, a partial one continues where it stopped. One bar counts the bytes, the other the
-# clips; the preprocessing of the actors already downloaded runs while the next ones download.
+# clips the zips hold; the preprocessing of the actors already downloaded runs while the next ones
+# download. A table says what was done. A zip whose md5 stays wrong stops the cell with one line:
+# try again later or set `SOURCE` to a mirror.
 
 # %%
-ensure_dataset(layout, download_missing=DOWNLOAD, actors=actor_list(ACTORS), workers=WORKERS or None)
+summary = ensure_dataset(layout, download_missing=DOWNLOAD, actors=actors, source=SOURCE, workers=WORKERS or None)
+show.data_summary(summary)
 
 # %% [markdown]
 # ## Integrity report
-# What the cache holds, per actor and emotion, against what RAVDESS has. Video-only (`02-…`) and
-# song files are counted and set aside; anything unusable is listed with its reason and saved as
-# `report.json` / `problems.csv` in the cache folder. Green cells hold every expected clip (4 for
-# neutral, which has no strong intensity, 8 for the others).
+# What the cache holds of the `ACTORS` you chose, per actor and emotion, against what RAVDESS has.
+# Video-only (`02-…`) and song files are counted and set aside; anything unusable is listed with its
+# reason and saved as `report.json` / `problems.csv` in the cache folder. In the figure, each cell
+# shows the clips found, coloured by the share of the expected clips (4 for neutral, which has no
+# strong intensity, 8 for the others): green cells are complete, red ones empty.
 
 # %%
-index = cache.as_index(layout.preprocessed)
+index = cache.as_index(layout.preprocessed, actors)
 print(index.summary())
 show.data_check(index)
 
