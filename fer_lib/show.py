@@ -152,7 +152,7 @@ def clip_inspection(sample) -> None:
     markdown(f"window starts at {sample.window_start:.2f} s; face found on {int(sample.detected.sum())} of "
              f"{len(sample.detected)} frames")
     figure(plots.face_track_figure(sample.frames, sample.boxes, sample.landmarks, sample.detected),
-           plots.landmark_strip_figure(sample.crops, sample.crop_landmarks, title="the face crops the model sees"))
+           plots.landmark_strip_figure(sample.crops, sample.crop_landmarks))
     if in_notebook():
         from IPython.display import Audio, display
 

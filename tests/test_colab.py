@@ -90,7 +90,7 @@ class Colab:
         notebook. A failed cell raises PapermillExecutionError; the notebook is saved anyway (`executed`)."""
         runtime = runtime or name
         content = self.content(runtime)
-        content.mkdir()
+        content.mkdir(exist_ok=True)  # a test may have put something there first (pip's stamp: installed)
         env = {"FER_COLAB_CONTENT": str(content), "FAKE_COLAB_DRIVE": str(self.drive),
                "FAKE_COLAB_LOG": str(content / "fake_colab.jsonl"), "IPYTHONDIR": str(self.root / "ipython"),
                "PYTHONPATH": str(FAKE_COLAB), "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -220,13 +220,19 @@ def test_setup_cell_shows_gits_message_for_a_wrong_url(colab, tmp_path):
     assert "does not appear to be a git repository" in error["evalue"] and "Check REPO_URL" in error["evalue"]
 
 
-def setup_cell(colab: Colab, runtime: str, repo_url: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The setup cell alone, with `repo_url` typed into its form, run as Colab runs it (google.colab imported
-    first) in a fresh runtime `runtime`. pip's install is marked done: the Run All above shows that it runs."""
-    content = colab.content(runtime)
-    content.mkdir()
+def mark_installed(content: Path) -> None:
+    """A fresh runtime folder whose packages count as installed (prepare_runtime's stamp), so that pip is not run
+    again: the Run All above shows that it runs."""
+    content.mkdir(parents=True)
     requirements = (REPO / "requirements-colab.txt").read_bytes()
     (content / ".fer_lib_requirements.sha256").write_text(hashlib.sha256(requirements).hexdigest())
+
+
+def setup_cell(colab: Colab, runtime: str, repo_url: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The setup cell alone, with `repo_url` typed into its form, run as Colab runs it (google.colab imported
+    first) in a fresh runtime `runtime` with its packages installed (`mark_installed`)."""
+    content = colab.content(runtime)
+    mark_installed(content)
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(notebook_tools.SETUP_CELL)])
     notebook_tools.fill_form(notebook, {"REPO_URL": repo_url})
     env = {**os.environ, "PYTHONPATH": str(FAKE_COLAB), "FER_COLAB_CONTENT": str(content),

@@ -44,8 +44,9 @@ def build_zips(synthetic_clips) -> dict[str, bytes]:
 class RecordServer:
     """A records API and its files on 127.0.0.1 with Range support, a request log and injectable faults.
 
-    faults[name]: what the next requests for `name` get, in order: "error" (500), "drop" (half the
-    body, then the connection closes), "corrupt" (one byte changed). throttle[name]: bytes per second.
+    faults[name]: what the next requests for `name` get, in order: "error" (500) or another HTTP status
+    (e.g. 503), "drop" (half the body, then the connection closes), "corrupt" (one byte changed).
+    throttle[name]: bytes per second.
     """
 
     def __init__(self, files: dict[str, bytes], shape: str = "list"):
@@ -86,9 +87,10 @@ class RecordServer:
         path = request.path
         name = "record" if path == RECORD else path.removeprefix(RECORD + "/files/").removesuffix("/content")
         fault = self.faults.get(name, [None]).pop(0) if self.faults.get(name) else None
-        if fault == "error":
-            self.log.append((name, 0, 500))
-            return self._send(request, 500, b"server error")
+        if fault == "error" or isinstance(fault, int):
+            status = 500 if fault == "error" else fault
+            self.log.append((name, 0, status))
+            return self._send(request, status, b"server error")
         if name == "record":
             self.log.append((name, 0, 200))
             return self._send(request, 200, json.dumps(self.record()).encode())
