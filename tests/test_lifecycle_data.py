@@ -5,8 +5,8 @@ against the records server of tests/test_download.py.
 `ROWS` is the table, one test per row: event -> what the user must read in 01's output (in order), what
 must have crossed the wire, whether Run All stops with one line, and what the cache on Drive keeps (what
 is lost at most). After every row: no traceback, the data step's summary is a table, the report covers
-the chosen actors only. The training rows of the matrix are in tests/test_lifecycle.py; README ("What
-survives what") shows both.
+the chosen actors only. The training rows of the matrix are in tests/test_lifecycle.py; README's
+lifecycle table shows both.
 
 A notebook run costs a kernel and its imports (torch, MTCNN: most of its time), so the rows share runs:
 `SCENARIOS` plays each once, every Run All in a fresh runtime folder (`/content`), each scenario on a
