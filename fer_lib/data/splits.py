@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from fer_lib.data.index import DataError
-from fer_lib.data.ravdess import NUM_ACTORS, actor_ranges
+from fer_lib.data.ravdess import ALL_ACTORS, NUM_ACTORS, actor_ranges
 
-ALL_ACTORS = tuple(range(1, NUM_ACTORS + 1))
 DEFAULT_FOLDS = 6
 
 
