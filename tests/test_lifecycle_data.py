@@ -44,7 +44,7 @@ class Scenario:
 SCENARIOS = {
     "network": Scenario(actors="1-3", faults={"record": [503], ZIP1: ["drop"], ZIP2: [503]}, throttle={ZIP3: SLOW},
                         runs=2),
-    "bad md5": Scenario(actors="1-2", faults={ZIP2: ["corrupt", "corrupt"]}),
+    "bad md5": Scenario(actors="1,2", faults={ZIP2: ["corrupt", "corrupt"]}),
 }
 
 

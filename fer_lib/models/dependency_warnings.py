@@ -6,7 +6,7 @@ What the notebooks 02-04 and the commands showed before this:
   PyTorch implementation because `causal_conv1d` is either not installed or doesn't support the device
   of the inputs. This is correct but much slower." (`transformers.integrations.hub_kernels`, once per
   kernel). On a CPU there is no faster kernel, so it is dropped. On a GPU the fused kernel of the
-  `causal-conv1d` package would be faster; then one line of ours says so, once per process.
+  `causal-conv1d` package would be faster; then one line of ours says so on stderr, once per process.
 - DeprecationWarning and FutureWarning raised inside torch, transformers and the other libraries the
   model is built from: about their own internals, to be fixed by their next release. Warnings they
   raise about fer_lib's calls point at fer_lib (stacklevel) and still show: those are ours to fix.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import warnings
 
 KERNEL_LOGGER = "transformers.integrations.hub_kernels"
@@ -26,7 +27,7 @@ SLOWER_ON_GPU = ("note: LFM2's short convolutions run in plain PyTorch on this G
 
 
 class KernelFallbackFilter(logging.Filter):
-    """Drops transformers' kernel-fallback records; on a GPU without causal-conv1d, turns the first into our line."""
+    """Drops transformers' kernel-fallback records; on a GPU without causal-conv1d, says so in one line, once."""
 
     def __init__(self):
         super().__init__()
@@ -35,11 +36,10 @@ class KernelFallbackFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if FALLBACK not in record.getMessage():
             return True
-        if self.said or not _fallback_costs_speed():
-            return False
-        self.said = True
-        record.msg, record.args = SLOWER_ON_GPU, ()
-        return True
+        if not self.said and _fallback_costs_speed():
+            self.said = True
+            print(SLOWER_ON_GPU, file=sys.stderr, flush=True)
+        return False
 
 
 def _fallback_costs_speed() -> bool:
