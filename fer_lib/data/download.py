@@ -332,7 +332,7 @@ def _remove_leftovers(folder: Path) -> None:
 def _pipeline(layout: DriveLayout, run: Preprocessor, zips: dict[int, RemoteFile], index: DataIndex,
               keep_zips: bool, stop: threading.Event, progress: bool) -> None:
     """Download and extract in threads, preprocess each actor in this thread as soon as it is there. The clip
-    bar counts 60 clips for each actor still downloading and, once its zip is unpacked, the clips it holds:
+    bar counts 60 clips for each actor still downloading and, once its zip is unpacked, the clips of it left to do:
     it ends at 100% whatever the zips hold."""
     bar = tqdm(total=sum(r.size for r in zips.values()), desc="download", unit="B", unit_scale=True,
                disable=not progress)
