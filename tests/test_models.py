@@ -563,6 +563,14 @@ def test_other_frozen_weights_stop_a_checkpoint_load_naming_the_part(tiny_cfg, c
         checkpoint.load_model(folder, "cpu", allow_other_frozen_weights=True)
 
 
+def test_model_built_under_a_device_context_has_every_tensor_there():
+    """bench/gpu.sh builds `with torch.device("cuda")`: a buffer made on the CPU stopped the first GPU run."""
+    with torch.device("meta"):
+        model = build_model(get_preset("tiny"), random_init=True)
+    on_cpu = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type != "meta"]
+    assert on_cpu == []
+
+
 def test_kernel_fallback_warnings_are_filtered_and_a_gpu_is_told_once(model, monkeypatch, capsys):
     """transformers' "`causal_conv1d_fn` is falling back ..." (notebooks 02-04) is gone from the output of a model
     built by build_model; on a GPU without causal-conv1d one line of ours says it costs speed, once."""

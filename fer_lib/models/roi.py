@@ -34,7 +34,8 @@ CONTEXT_LATTICE = 4  # a CONTEXT_LATTICE x CONTEXT_LATTICE lattice of tokens is 
 
 def canonical_landmarks(image_size: int, margin: float = PreprocessConfig.face_margin) -> torch.Tensor:
     """(5, 2) canonical landmark positions in pixels of an `image_size` crop made with `margin`."""
-    return torch.from_numpy(canonical_in_crop(margin)) * image_size
+    # torch.tensor, not from_numpy: it follows a `with torch.device(...)` build like every other buffer
+    return torch.tensor(canonical_in_crop(margin), dtype=torch.float32) * image_size
 
 
 class ROITokenCompression(nn.Module):
