@@ -5,7 +5,7 @@ What the notebooks 02-04 and the commands showed before this:
 - transformers, at the first forward of LFM2: "`causal_conv1d_fn` is falling back to its reference
   PyTorch implementation because `causal_conv1d` is either not installed or doesn't support the device
   of the inputs. This is correct but much slower." (`transformers.integrations.hub_kernels`, once per
-  kernel). On a CPU there is no faster kernel, so it is dropped. On a GPU the fused kernel of the
+  kernel; transformers 5.17 on an H200 words its end differently, same logger, same first half). On a CPU there is no faster kernel, so it is dropped. On a GPU the fused kernel of the
   `causal-conv1d` package would be faster; then one line of ours says so on stderr, once per process.
 - DeprecationWarning and FutureWarning raised inside torch, transformers and the other libraries the
   model is built from: about their own internals, to be fixed by their next release. Warnings they
