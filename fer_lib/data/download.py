@@ -3,7 +3,7 @@
     python -m fer_lib.data.download --root ROOT [--actors 1-24] [--source URL] [--keep_zips]
                                     [--workers N] [--device auto] [--local DIR]
 
-    ensure_dataset(layout, download=True)   # notebook 01: the cache of a Drive layout, from what there is
+    ensure_dataset(layout, actors=actor_list("1-4"), source=URL)   # notebook 01: the cache of a Drive layout
 
 Where bytes go (`fer_lib.paths.DriveLayout`): the 24 `Video_Speech_Actor_XX.zip` files (502-596 MB,
 about 13.4 GB in all) are downloaded to the runtime's local disk (`local/downloads`), never to
@@ -16,8 +16,8 @@ clips are deleted once the shard is written (unless `keep_zips`). The work is pi
 any of it, the licence and the citation are printed, and the expected cache size and the free space of both disks (`fer_lib.data.cache.check_space`).
 
 The file list (names, sizes, md5 checksums, links) comes from the records API
-(`https://zenodo.org/api/records/1188976`); `--source` takes another records-API URL (a mirror, a
-local server in the tests). Both shapes Zenodo has served are read: `files` as a list of
+(`https://zenodo.org/api/records/1188976`); `--source` (notebook 01: `SOURCE`, which the errors about
+the source name) takes another records-API URL (a mirror, a local server in the tests). Both shapes Zenodo has served are read: `files` as a list of
 {key|filename, size|filesize, checksum "md5:..." or bare md5, links {self|download|content}}, and
 `files` as {"entries": {name: {...}}} (InvenioRDM, where `links.content` is the download).
 
