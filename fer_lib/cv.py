@@ -50,7 +50,8 @@ import numpy as np
 from fer_lib import cli
 from fer_lib import modalities as modality_names
 from fer_lib.config import RECIPES, TrainConfig, get_recipe
-from fer_lib.data.splits import DEFAULT_FOLDS, actor_ranges
+from fer_lib.data.ravdess import actor_ranges
+from fer_lib.data.splits import DEFAULT_FOLDS
 from fer_lib.errors import FerError
 from fer_lib.metrics import METRIC_NAMES, SUMMARY_METRICS
 from fer_lib.predictions import Predictions, load_predictions

@@ -38,7 +38,7 @@ import numpy as np
 from fer_lib import EMOTIONS, show
 from fer_lib.errors import FerError
 from fer_lib.fileio import atomic_write_bytes, atomic_write_text
-from fer_lib.data.splits import actor_ranges
+from fer_lib.data.ravdess import actor_ranges
 from fer_lib.predictions import Predictions, load_predictions
 from fer_lib.reports import fmt, markdown_table
 

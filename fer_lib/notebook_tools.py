@@ -10,12 +10,17 @@ catches a pair that drifted. Committed notebooks carry no outputs and no `metada
 
 Every notebook starts with the same setup cell, `SETUP_CELL` (each notebook must run alone in a fresh
 runtime, so each carries it): `sync` writes it into every notebook, `check` fails on one that differs.
-It runs before fer_lib can be imported, so it stands alone: in Colab it gets the code from the Git URL
-in its form field `REPO_URL` (or copies it from a folder on Drive), puts it on `sys.path` (no
-restart) and calls `fer_lib.colab.prepare_runtime`. The field's default is `REPO_URL` below, the one
-place it is set: `sync` writes it into every setup cell and into README's "Open in Colab" badges.
-While it is the OWNER/REPO placeholder, the cell stops at once and says what to set; a failed clone
-shows git's own message and what to do. Both stop Run All there (SystemExit fails the cell).
+It runs before fer_lib can be imported, so it stands alone: in Colab it gets the code from its form
+field `REPO_URL`, which takes a Git URL (cloned), the absolute path of a Git repository (cloned: its
+committed state) or of a folder holding a copy of the repository (copied; a folder on Drive mounts
+Drive first); anything else stops the cell with one line saying what it takes. The environment
+variable `FER_REPO_URL` wins over the field: this cell runs before the parameters cell, so papermill's
+`-p` cannot set it, and a scheduler or `FER_REPO_URL=... papermill ...` sets the source this way. The
+cell puts the code on `sys.path` (no restart) and calls `fer_lib.colab.prepare_runtime`, where the
+rest of the Colab logic lives. The field's default is `REPO_URL` below, the one place it is set:
+`sync` writes it into every setup cell and into README's "Open in Colab" badges. While it is the
+OWNER/REPO placeholder, the cell stops at once and says what to set; a failed clone shows git's own
+message and what to do. Each stops Run All there (SystemExit fails the cell).
 
 The second code cell holds the parameters, as Colab form fields (`NAME = value  #@param ...`). Colab
 cannot tag a cell, so the papermill tag `parameters` must be in the committed .ipynb: without it
@@ -54,27 +59,39 @@ FORM_FIELD = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*) = (?P<value>.*?)\s+#@param
 SETUP_CELL = f"""\
 #@title Setup: get the code
 REPO_URL = "{REPO_URL}"  #@param {{type:"string"}}
-#@markdown The Git URL of this repository, or a folder on Drive holding a copy of it (`/content/drive/MyDrive/fer/code`).
-import os, shutil, subprocess, sys
+#@markdown The Git URL of this repository, the path of a Git repository holding it, or a folder holding a copy of it
+#@markdown (on Drive: `/content/drive/MyDrive/fer/code`). The environment variable `FER_REPO_URL` wins when set (papermill, schedulers).
+import os, re, shutil, subprocess, sys
 if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and import it from there, no restart
     CONTENT = os.environ.get("FER_COLAB_CONTENT", "/content")  # moved only by the tests' simulated Colab
     CODE = f"{{CONTENT}}/fer_lib"
+    FIELD = "FER_REPO_URL" if os.environ.get("FER_REPO_URL") else "REPO_URL"  # papermill's -p cannot reach this cell
+    REPO_URL = os.environ.get("FER_REPO_URL") or REPO_URL
     if "{PLACEHOLDER}" in REPO_URL:
         raise SystemExit("Set REPO_URL in the form above to this repository's Git URL (https://github.com/<owner>/"
                          "<name>) or to a folder on Drive holding a copy of it; then run this cell again.")
-    if os.path.isabs(REPO_URL):  # a copy on Drive
+    if REPO_URL.startswith(f"{{CONTENT}}/drive/"):
         from google.colab import drive; drive.mount(f"{{CONTENT}}/drive")
-        if not os.path.isdir(REPO_URL):
-            raise SystemExit(f"{{REPO_URL}} is not a folder: copy the repository there, or set REPO_URL to its Git URL.")
-        shutil.copytree(REPO_URL, CODE, dirs_exist_ok=True)
-    else:  # clone once, update on a rerun
-        git = ["git", "clone", "--depth", "1", REPO_URL, CODE]
-        if os.path.isdir(f"{{CODE}}/.git"):
-            git = ["git", "-C", CODE, "pull", "--ff-only"]
+    local = os.path.isabs(REPO_URL)
+    if local and not (os.path.exists(f"{{REPO_URL}}/.git") or os.path.isfile(f"{{REPO_URL}}/HEAD")):  # not a Git repository
+        if not os.path.isfile(f"{{REPO_URL}}/fer_lib/__init__.py"):
+            raise SystemExit(f"{{FIELD}} = {{REPO_URL}} is neither a Git repository nor a folder holding a copy of this "
+                             "repository (with fer_lib/ in it): copy the repository there, or set its Git URL.")
+        if os.path.realpath(REPO_URL) != os.path.realpath(CODE):
+            shutil.rmtree(CODE, ignore_errors=True)
+            shutil.copytree(REPO_URL, CODE)
+    elif local or re.match(r"(https?|ssh|git|file)://|[\\w.-]+@[\\w.-]+:", REPO_URL):  # clone once, update on a rerun
+        git = ["git", "-C", CODE, "pull", "--ff-only"]
+        if not os.path.isdir(f"{{CODE}}/.git"):
+            shutil.rmtree(CODE, ignore_errors=True)  # a copy made from another source
+            git = ["git", "clone", "--depth", "1", f"file://{{REPO_URL}}" if local else REPO_URL, CODE]
         done = subprocess.run(git, capture_output=True, text=True)
         if done.returncode:
-            raise SystemExit(f"{{' '.join(git)}} failed:\\n{{done.stderr.strip()}}\\nCheck REPO_URL (a private repository"
+            raise SystemExit(f"{{' '.join(git)}} failed:\\n{{done.stderr.strip()}}\\nCheck {{FIELD}} (a private repository"
                              " needs access), or copy the repository to Drive and set REPO_URL to that folder.")
+    else:
+        raise SystemExit(f"{{FIELD}} = {{REPO_URL!r}} is not what it takes: a Git URL (https://github.com/<owner>/<name>), "
+                         "the absolute path of a Git repository, or of a folder holding a copy of this repository.")
     sys.path.insert(0, CODE)
     from fer_lib.colab import prepare_runtime; prepare_runtime()"""
 

@@ -4,6 +4,11 @@ All figures are built with `matplotlib.figure.Figure` (no pyplot state, no GUI b
 work the same in a Colab cell, a headless papermill run and a test. `save_png` writes a figure to a
 file atomically and closes nothing global. Each function takes the fold/split description as a
 `subtitle` so that every figure names the actors it was measured on.
+
+Every figure has a title, a label on each axis that has tick labels, and a legend or colour bar
+wherever colour means something; digits drawn on coloured cells are black or white, whichever reads
+better on that cell (`text_colour`); lines that may coincide differ in style, not only in colour.
+tests/test_figures.py checks all of it for every figure here, and that no other module draws one.
 """
 
 from __future__ import annotations
@@ -39,6 +44,13 @@ def row_normalize(cm: np.ndarray) -> np.ndarray:
     return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
 
 
+def text_colour(rgba) -> str:
+    """"black" or "white", whichever contrasts more with a cell of colour `rgba` (WCAG relative luminance)."""
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3])
+    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    return "black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white"
+
+
 def confusion_figure(cm: np.ndarray, classes: Sequence[str] = EMOTIONS, title: str = "Confusion matrix",
                      subtitle: str = "", highlight: Optional[int] = None) -> Figure:
     """Rows = true class, columns = predicted class. Each cell shows its clips and their share of the row
@@ -58,7 +70,7 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str] = EMOTIONS, title: s
     ax.set_ylabel("true (clips)")
     for (i, j), count in np.ndenumerate(cm):
         text = f"{int(count)}\n{100 * share[i, j]:.0f}%" if count else "0"
-        ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if share[i, j] > 0.5 else "black")
+        ax.text(j, i, text, ha="center", va="center", fontsize=7, color=text_colour(image.cmap(image.norm(share[i, j]))))
     if highlight is not None:
         from matplotlib.patches import Rectangle
 
@@ -76,13 +88,15 @@ def curves_figure(rows: Sequence[dict]) -> Figure:
     epochs = [row["epoch"] for row in rows]
     fig = Figure(figsize=(11, 4), layout="constrained")
     loss, acc = fig.subplots(1, 2)
-    for key, label in (("train_loss", "train"), ("val_loss", "val")):
-        loss.plot(epochs, [row[key] for row in rows], marker=".", label=label)
-    for key, label in (("train_acc", "train acc"), ("val_acc", "val acc (WAR)"), ("val_uar", "val UAR"),
-                       ("val_macro_f1", "val macro-F1")):
-        acc.plot(epochs, [row[key] for row in rows], marker=".", label=label)
-    loss.set(title="loss", xlabel="epoch")
-    acc.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+    for key, label, style in (("train_loss", "train", "-o"), ("val_loss", "val", "--s")):
+        loss.plot(epochs, [row[key] for row in rows], style, markersize=4, label=label)
+    # Validation WAR, UAR and macro-F1 are often equal (balanced classes): each has its own line style and
+    # marker, so that none hides another.
+    for key, label, style in (("train_acc", "train acc", "-o"), ("val_acc", "val acc (WAR)", "-s"),
+                              ("val_uar", "val UAR", "--^"), ("val_macro_f1", "val macro-F1", ":x")):
+        acc.plot(epochs, [row[key] for row in rows], style, markersize=5, fillstyle="none", label=label)
+    loss.set(title="loss", xlabel="epoch", ylabel="cross-entropy")
+    acc.set(title="accuracy", xlabel="epoch", ylabel="share of clips (WAR) / score", ylim=(0, 1))
     for ax in (loss, acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -126,15 +140,16 @@ def _spread(n: int, count: int) -> np.ndarray:
 
 def _frame_row(picks: np.ndarray, panel_size: tuple[float, float]) -> tuple[Figure, list]:
     """A figure with one row of panels, one per picked frame: (figure, [(axis, frame index)])."""
-    fig = Figure(figsize=(panel_size[0] * len(picks), panel_size[1]))
+    fig = Figure(figsize=(panel_size[0] * len(picks), panel_size[1]), layout="constrained")
     return fig, list(zip(np.atleast_1d(fig.subplots(1, len(picks))), picks))
 
 
 def _finish(fig: Figure, title: str, fontsize: int = 9) -> Figure:
-    """The figure's overall title (if any) and a tight layout."""
+    """The figure's overall title (if any), and a tight layout unless it has a constrained one."""
     if title:
         fig.suptitle(title, fontsize=fontsize)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     return fig
 
 
@@ -156,22 +171,26 @@ def face_strip(frames: np.ndarray, count: int = 8, size: int = 96) -> np.ndarray
     return np.concatenate(tiles, axis=1)
 
 
-def strips_figure(strips: Sequence[np.ndarray], captions: Sequence[str], title: str = "") -> Figure:
+def strips_figure(strips: Sequence[np.ndarray], captions: Sequence[str], title: str) -> Figure:
     """Face strips stacked vertically, one caption each (the static explorer's clip gallery)."""
     rows = max(1, len(strips))
-    fig = Figure(figsize=(10, 1.3 * rows + 0.4))
+    aspect = max((strip.shape[1] / strip.shape[0] for strip in strips), default=8)
+    fig = Figure(figsize=(min(10, max(5, 1.3 * aspect)), 1.3 * rows + 0.6))
     axes = np.atleast_1d(fig.subplots(rows, 1))
     for ax, strip, caption in zip(axes, strips, captions):
         ax.imshow(strip)
+        ax.set_anchor("W")  # left-aligned, under their captions and the title
         ax.set_title(caption, fontsize=8, loc="left")
         ax.axis("off")
     for ax in axes[len(strips):]:
         ax.axis("off")
-    return _finish(fig, title, fontsize=10)
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    return fig
 
 
 def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], title: str = "", subtitle: str = "",
-                errors: Optional[dict[str, dict[str, float]]] = None) -> Figure:
+                errors: Optional[dict[str, dict[str, float]]] = None, ylabel: str = "score (1 = every clip right)") -> Figure:
     """Grouped bars: one group per metric, one bar per row of `table` (e.g. modality or fold)."""
     rows = list(table)
     fig = Figure(figsize=(1.5 + 1.6 * len(metrics), 3.8))
@@ -186,7 +205,7 @@ def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], titl
             ax.text(x, y + 0.01, f"{y:.3f}", ha="center", va="bottom", fontsize=7)
     pretty = {"war": "WAR", "uar": "UAR", "macro_f1": "macro-F1"}
     ax.set_xticks(range(len(metrics)), labels=[pretty.get(m, m) for m in metrics])
-    ax.set_ylim(0, 1.1)
+    ax.set(xlabel="metric", ylabel=ylabel, ylim=(0, 1.1))
     ax.legend(fontsize=8)
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     fig.tight_layout()
@@ -194,32 +213,51 @@ def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], titl
 
 
 def counts_heatmap(counts: dict[int, Sequence[int]], expected: Sequence[int], title: str = "") -> Figure:
-    """Clips per actor x emotion, each cell coloured by how complete it is (found / expected)."""
+    """Clips found per actor x emotion (the digits), each cell coloured by how complete it is (found / expected)."""
     actors = sorted(counts)
-    found = np.array([counts[a] for a in actors], dtype=float)  # (A, 8)
+    found = np.array([counts[a] for a in actors], dtype=float).reshape(len(actors), len(EMOTIONS))  # (A, 8)
     share = found / np.maximum(np.asarray(expected, dtype=float), 1)
-    fig = Figure(figsize=(7, 0.28 * len(actors) + 1.6))
+    fig = Figure(figsize=(8, 0.28 * len(actors) + 2.0), layout="constrained")
     ax = fig.subplots()
-    ax.imshow(share, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    image = ax.imshow(share, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02, label="share of the expected clips found")
     for (i, j), value in np.ndenumerate(found):
-        ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=30, fontsize=8)
-    ax.set_yticks(range(len(actors)), [f"Actor_{a:02d}" for a in actors], fontsize=7)
-    ax.set_title(title or "clips found per actor x emotion (green = all expected clips present)", fontsize=9)
-    fig.tight_layout()
+        ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                color=text_colour(image.cmap(image.norm(share[i, j]))))
+    ax.set_xticks(range(len(EMOTIONS)), [f"{e} ({n})" for e, n in zip(EMOTIONS, expected)], rotation=30, ha="right",
+                  fontsize=8)
+    ax.set_yticks(range(len(actors)), [f"{a:02d}" for a in actors], fontsize=7)
+    ax.set(xlabel="emotion (clips expected per actor)", ylabel="actor")
+    ax.set_title(title or "Clips found per actor and emotion (green: all expected clips, red: none)", fontsize=9)
     return fig
 
 
+LANDMARKS = (("eyes", "cyan"), ("nose", "yellow"), ("mouth corners", "magenta"))  # MTCNN's 5 points, by part
+LANDMARK_COLOURS = ["cyan", "cyan", "yellow", "magenta", "magenta"]
+
+
 def _draw_landmarks(ax, landmarks: np.ndarray, size: float = 12) -> None:
-    ax.scatter(landmarks[:, 0], landmarks[:, 1], s=size, c=["cyan", "cyan", "yellow", "magenta", "magenta"])
+    ax.scatter(landmarks[:, 0], landmarks[:, 1], s=size, c=LANDMARK_COLOURS)
+
+
+def _legend(fig: Figure, *extra) -> None:
+    """The landmark colours (and `extra` handles) as one row under the panels."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], linestyle="none", marker="o", color=colour, markeredgecolor="grey", label=part)
+               for part, colour in LANDMARKS]
+    fig.legend(handles=[*handles, *extra], loc="outside lower center", ncol=len(handles) + len(extra), fontsize=7,
+               frameon=False)
 
 
 def face_track_figure(frames: Sequence[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray,
-                      detected: np.ndarray, count: int = 4, title: str = "") -> Figure:
+                      detected: np.ndarray, count: int = 4,
+                      title: str = "The face as preprocessing tracks it: its box and 5 landmarks") -> Figure:
     """Whole frames with the tracked face box and the 5 landmarks (dashed box: not detected, filled in)."""
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    fig, panels = _frame_row(_spread(len(frames), count), panel_size=(3.2, 2.2))
+    fig, panels = _frame_row(_spread(len(frames), count), panel_size=(3.2, 2.5))
     for ax, i in panels:
         ax.imshow(frames[i])
         x0, y0, x1, y1 = boxes[i]
@@ -228,17 +266,21 @@ def face_track_figure(frames: Sequence[np.ndarray], boxes: np.ndarray, landmarks
         _draw_landmarks(ax, landmarks[i], size=6)
         ax.set_title(f"frame {i}", fontsize=8)
         ax.axis("off")
+    _legend(fig, Line2D([], [], color="lime", label="face box (found)"),
+            Line2D([], [], color="lime", linestyle="--", label="face box (filled in from its neighbours)"))
     return _finish(fig, title)
 
 
-def landmark_strip_figure(crops: np.ndarray, landmarks: np.ndarray, count: int = 8, title: str = "") -> Figure:
+def landmark_strip_figure(crops: np.ndarray, landmarks: np.ndarray, count: int = 8,
+                          title: str = "The face crops the model sees, with their landmarks") -> Figure:
     """The face crops the model sees ([T, 3, H, W] uint8) with their landmarks (crop pixels)."""
-    fig, panels = _frame_row(_spread(len(crops), count), panel_size=(1.6, 1.9))
+    fig, panels = _frame_row(_spread(len(crops), count), panel_size=(1.6, 2.1))
     for ax, i in panels:
         ax.imshow(np.asarray(crops[i]).transpose(1, 2, 0))
         _draw_landmarks(ax, landmarks[i], size=5)
         ax.set_title(f"t={i}", fontsize=7)
         ax.axis("off")
+    _legend(fig)
     return _finish(fig, title)
 
 
@@ -248,7 +290,7 @@ def roi_tokens_figure(crop: np.ndarray, landmarks: np.ndarray, token_indices: np
     from matplotlib.patches import Rectangle
 
     grid = crop.shape[-1] // patch_size
-    fig = Figure(figsize=(4, 4.3))
+    fig = Figure(figsize=(4.4, 4.8), layout="constrained")
     ax = fig.subplots()
     ax.imshow(np.asarray(crop).transpose(1, 2, 0))
     kept = np.zeros((grid, grid), dtype=float)
@@ -259,9 +301,10 @@ def roi_tokens_figure(crop: np.ndarray, landmarks: np.ndarray, token_indices: np
         ax.add_patch(Rectangle((col * patch_size, row * patch_size), patch_size, patch_size,
                                fill=False, color="lime", linewidth=0.6))
     _draw_landmarks(ax, landmarks, size=14)
-    ax.set_title(title or f"{len(token_indices)} of {grid * grid} tokens kept (unshaded)", fontsize=9)
+    ax.set_title(title or f"{len(token_indices)} of {grid * grid} patch tokens kept by ROI compression", fontsize=9)
     ax.axis("off")
-    fig.tight_layout()
+    _legend(fig, Rectangle((0, 0), 1, 1, fill=False, color="lime", label="kept"),
+            Rectangle((0, 0), 1, 1, color="black", alpha=0.45, label="dropped"))
     return fig
 
 

@@ -210,21 +210,20 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
 def _figures(folder: Path, video: Path, windows: list[Window], probs: np.ndarray, mode: str, label: str,
              mean: np.ndarray, seconds: float, hop: float) -> dict[str, str]:
     """timeline.png (and faces.png when the visual branch saw faces); returns {name: file}."""
-    from fer_lib.plots import face_strip, save_png, timeline_figure
-    from fer_lib.fileio import atomic_file
+    from fer_lib.plots import face_strip, save_png, strips_figure, timeline_figure
 
     subtitle = (f"{video.name} · {mode} · {len(windows)} windows of {seconds:g} s, hop {hop:g} s · "
                 f"overall {label} ({100 * mean.max():.1f}%)")
     save_png(timeline_figure(np.array([w.start for w in windows]), np.array([w.end for w in windows]), probs,
                              EMOTIONS, title="Emotion over time", subtitle=subtitle), folder / "timeline.png")
     files = {"timeline": "timeline.png"}
-    crops = [w.middle_crop for w in windows if w.middle_crop is not None]
-    if crops:
-        from PIL import Image
-
-        strip = face_strip(np.stack(crops), count=min(12, len(crops)), size=112)
-        with atomic_file(folder / "faces.png") as handle:
-            Image.fromarray(strip).save(handle, format="PNG")
+    seen = [w for w in windows if w.middle_crop is not None]
+    if seen:
+        strip = face_strip(np.stack([w.middle_crop for w in seen]), count=min(12, len(seen)), size=112)
+        caption = (f"the middle frame of {min(12, len(seen))} of the {len(seen)} windows with a face, "
+                   f"{seen[0].start:.1f} s to {seen[-1].end:.1f} s, left to right")
+        save_png(strips_figure([strip], [caption], title=f"The faces the visual branch saw\n{video.name}"),
+                 folder / "faces.png")
         files["faces"] = "faces.png"
     return files
 

@@ -5,6 +5,7 @@
     show.markdown(text)                   rendered in a notebook, printed elsewhere
     show.warning(text)                    bold in a notebook, on stderr elsewhere
     show.training_plan(preset, batch)     03: the GPU it sees, the memory estimate against Colab's GPUs
+    show.data_summary(summary)            01: what getting the data did, as a table
     show.data_check(index)                01: clips found per actor x emotion
     show.clip_inspection(sample)          01: one clip through the preprocessing (boxes, crops, audio)
     show.roi_tokens(model, batch)         02: the patch tokens ROI compression keeps
@@ -117,6 +118,28 @@ def training_plan(preset: str, batch_size: int) -> None:
                 "and raise GRAD_ACCUM_STEPS by the same factor (the same clips per optimizer step).")
 
 
+def data_summary(summary) -> None:
+    """What `fer_lib.data.download.ensure_dataset` did, as a table (nothing when the cache already held every actor)."""
+    if summary is None:
+        return
+    from fer_lib.data.ravdess import actor_ranges
+    from fer_lib.reports import markdown_table
+
+    rows = []
+    if "downloaded" in summary:
+        rows += [("actors downloaded now", actor_ranges(summary["downloaded"])),
+                 ("actors already cached", actor_ranges(summary["already_cached_actors"]))]
+    kinds = ", ".join(f"{n} {kind}" for kind, n in summary["problem_kinds"].items())
+    per_clip = summary["seconds_per_new_clip"]
+    rows += [("clips in the cache", summary["cached"]), ("new this run", summary["new"]),
+             ("picked up from an interrupted run", summary["resumed"]), ("already cached", summary["already_cached"]),
+             ("problems", f"{summary['problems']} ({kinds}; see `{summary['problems_csv']}`)" if kinds else 0),
+             ("skipped, not problems", ", ".join(f"{n} {k.replace('_', '-')}" for k, n in summary["skipped"].items()) or 0),
+             ("time", f"{summary['seconds']:.0f} s" + (f" ({per_clip:.1f} s per new clip)" if per_clip else "")),
+             ("report", f"`{summary['report']}`")]
+    markdown(markdown_table(("getting the data", "result"), rows))
+
+
 def data_check(index) -> None:
     """Clips per actor x emotion of a `DataIndex`, green where every expected clip is there."""
     from fer_lib.data.index import expected_counts
@@ -129,7 +152,7 @@ def clip_inspection(sample) -> None:
     markdown(f"window starts at {sample.window_start:.2f} s; face found on {int(sample.detected.sum())} of "
              f"{len(sample.detected)} frames")
     figure(plots.face_track_figure(sample.frames, sample.boxes, sample.landmarks, sample.detected),
-           plots.landmark_strip_figure(sample.crops, sample.crop_landmarks, title="the face crops the model sees"))
+           plots.landmark_strip_figure(sample.crops, sample.crop_landmarks))
     if in_notebook():
         from IPython.display import Audio, display
 

@@ -10,27 +10,39 @@
 # %%
 #@title Setup: get the code
 REPO_URL = "https://github.com/OWNER/REPO"  #@param {type:"string"}
-#@markdown The Git URL of this repository, or a folder on Drive holding a copy of it (`/content/drive/MyDrive/fer/code`).
-import os, shutil, subprocess, sys
+#@markdown The Git URL of this repository, the path of a Git repository holding it, or a folder holding a copy of it
+#@markdown (on Drive: `/content/drive/MyDrive/fer/code`). The environment variable `FER_REPO_URL` wins when set (papermill, schedulers).
+import os, re, shutil, subprocess, sys
 if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and import it from there, no restart
     CONTENT = os.environ.get("FER_COLAB_CONTENT", "/content")  # moved only by the tests' simulated Colab
     CODE = f"{CONTENT}/fer_lib"
+    FIELD = "FER_REPO_URL" if os.environ.get("FER_REPO_URL") else "REPO_URL"  # papermill's -p cannot reach this cell
+    REPO_URL = os.environ.get("FER_REPO_URL") or REPO_URL
     if "OWNER/REPO" in REPO_URL:
         raise SystemExit("Set REPO_URL in the form above to this repository's Git URL (https://github.com/<owner>/"
                          "<name>) or to a folder on Drive holding a copy of it; then run this cell again.")
-    if os.path.isabs(REPO_URL):  # a copy on Drive
+    if REPO_URL.startswith(f"{CONTENT}/drive/"):
         from google.colab import drive; drive.mount(f"{CONTENT}/drive")
-        if not os.path.isdir(REPO_URL):
-            raise SystemExit(f"{REPO_URL} is not a folder: copy the repository there, or set REPO_URL to its Git URL.")
-        shutil.copytree(REPO_URL, CODE, dirs_exist_ok=True)
-    else:  # clone once, update on a rerun
-        git = ["git", "clone", "--depth", "1", REPO_URL, CODE]
-        if os.path.isdir(f"{CODE}/.git"):
-            git = ["git", "-C", CODE, "pull", "--ff-only"]
+    local = os.path.isabs(REPO_URL)
+    if local and not (os.path.exists(f"{REPO_URL}/.git") or os.path.isfile(f"{REPO_URL}/HEAD")):  # not a Git repository
+        if not os.path.isfile(f"{REPO_URL}/fer_lib/__init__.py"):
+            raise SystemExit(f"{FIELD} = {REPO_URL} is neither a Git repository nor a folder holding a copy of this "
+                             "repository (with fer_lib/ in it): copy the repository there, or set its Git URL.")
+        if os.path.realpath(REPO_URL) != os.path.realpath(CODE):
+            shutil.rmtree(CODE, ignore_errors=True)
+            shutil.copytree(REPO_URL, CODE)
+    elif local or re.match(r"(https?|ssh|git|file)://|[\w.-]+@[\w.-]+:", REPO_URL):  # clone once, update on a rerun
+        git = ["git", "-C", CODE, "pull", "--ff-only"]
+        if not os.path.isdir(f"{CODE}/.git"):
+            shutil.rmtree(CODE, ignore_errors=True)  # a copy made from another source
+            git = ["git", "clone", "--depth", "1", f"file://{REPO_URL}" if local else REPO_URL, CODE]
         done = subprocess.run(git, capture_output=True, text=True)
         if done.returncode:
-            raise SystemExit(f"{' '.join(git)} failed:\n{done.stderr.strip()}\nCheck REPO_URL (a private repository"
+            raise SystemExit(f"{' '.join(git)} failed:\n{done.stderr.strip()}\nCheck {FIELD} (a private repository"
                              " needs access), or copy the repository to Drive and set REPO_URL to that folder.")
+    else:
+        raise SystemExit(f"{FIELD} = {REPO_URL!r} is not what it takes: a Git URL (https://github.com/<owner>/<name>), "
+                         "the absolute path of a Git repository, or of a folder holding a copy of this repository.")
     sys.path.insert(0, CODE)
     from fer_lib.colab import prepare_runtime; prepare_runtime()
 

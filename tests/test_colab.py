@@ -17,10 +17,12 @@ cell stops (the placeholder REPO_URL, a wrong one) and a fixable error shown as 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -88,7 +90,7 @@ class Colab:
         notebook. A failed cell raises PapermillExecutionError; the notebook is saved anyway (`executed`)."""
         runtime = runtime or name
         content = self.content(runtime)
-        content.mkdir()
+        content.mkdir(exist_ok=True)  # a test may have put something there first (pip's stamp: installed)
         env = {"FER_COLAB_CONTENT": str(content), "FAKE_COLAB_DRIVE": str(self.drive),
                "FAKE_COLAB_LOG": str(content / "fake_colab.jsonl"), "IPYTHONDIR": str(self.root / "ipython"),
                "PYTHONPATH": str(FAKE_COLAB), "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -216,6 +218,52 @@ def test_setup_cell_shows_gits_message_for_a_wrong_url(colab, tmp_path):
                              "wrong_url")
     assert error["ename"] == "SystemExit"
     assert "does not appear to be a git repository" in error["evalue"] and "Check REPO_URL" in error["evalue"]
+
+
+def mark_installed(content: Path) -> None:
+    """A fresh runtime folder whose packages count as installed (prepare_runtime's stamp), so that pip is not run
+    again: the Run All above shows that it runs."""
+    content.mkdir(parents=True)
+    requirements = (REPO / "requirements-colab.txt").read_bytes()
+    (content / ".fer_lib_requirements.sha256").write_text(hashlib.sha256(requirements).hexdigest())
+
+
+def setup_cell(colab: Colab, runtime: str, repo_url: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The setup cell alone, with `repo_url` typed into its form, run as Colab runs it (google.colab imported
+    first) in a fresh runtime `runtime` with its packages installed (`mark_installed`)."""
+    content = colab.content(runtime)
+    mark_installed(content)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(notebook_tools.SETUP_CELL)])
+    notebook_tools.fill_form(notebook, {"REPO_URL": repo_url})
+    env = {**os.environ, "PYTHONPATH": str(FAKE_COLAB), "FER_COLAB_CONTENT": str(content),
+           "FAKE_COLAB_DRIVE": str(colab.drive), "FAKE_COLAB_LOG": str(content / "fake_colab.jsonl"), **(env or {})}
+    return subprocess.run([sys.executable, "-c", "import google.colab\n" + notebook.cells[0].source
+                           + "\nimport fer_lib; print(fer_lib.__file__)"], cwd=content,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_setup_cell_takes_a_git_repository_path_a_copy_or_fer_repo_url(colab, tmp_path):
+    """REPO_URL: the path of a bare repository or of a clone is cloned (it used to be copied, then `No module
+    named 'fer_lib.colab'`), a folder holding a copy is copied; FER_REPO_URL wins over the form (papermill)."""
+    bare, clone = colab.repo_url.removeprefix("file://"), colab.root / "checkout"
+    copy = colab.drive / "MyDrive" / "fer" / "code"
+    for runtime, repo_url, env, cloned in (("bare_path", bare, {}, True), ("clone_path", str(clone), {}, True),
+                                           ("copy_path", str(copy), {}, False),
+                                           ("env_wins", notebook_tools.REPO_URL, {"FER_REPO_URL": bare}, True)):
+        done = setup_cell(colab, runtime, repo_url, env)
+        assert done.returncode == 0, (runtime, done.stderr)
+        code = colab.content(runtime) / "fer_lib"
+        assert done.stdout.splitlines()[-1] == str(code / "fer_lib" / "__init__.py"), runtime  # the code it got
+        assert (code / ".git").is_dir() == cloned, runtime
+
+
+def test_setup_cell_says_in_one_line_what_repo_url_takes(colab, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for runtime, repo_url in (("relative", "fer/code"), ("no_copy", str(tmp_path / "empty"))):
+        done = setup_cell(colab, runtime, repo_url)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "REPO_URL = " in done.stderr and "Git" in done.stderr and "copy" in done.stderr
+        assert not (colab.content(runtime) / "fer_lib").exists()
 
 
 def test_a_fixable_error_is_one_line_and_stops_run_all(run_all, colab):

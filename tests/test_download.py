@@ -44,8 +44,9 @@ def build_zips(synthetic_clips) -> dict[str, bytes]:
 class RecordServer:
     """A records API and its files on 127.0.0.1 with Range support, a request log and injectable faults.
 
-    faults[name]: what the next requests for `name` get, in order: "error" (500), "drop" (half the
-    body, then the connection closes), "corrupt" (one byte changed). throttle[name]: bytes per second.
+    faults[name]: what the next requests for `name` get, in order: "error" (500) or another HTTP status
+    (e.g. 503), "drop" (half the body, then the connection closes), "corrupt" (one byte changed).
+    throttle[name]: bytes per second.
     """
 
     def __init__(self, files: dict[str, bytes], shape: str = "list"):
@@ -86,9 +87,10 @@ class RecordServer:
         path = request.path
         name = "record" if path == RECORD else path.removeprefix(RECORD + "/files/").removesuffix("/content")
         fault = self.faults.get(name, [None]).pop(0) if self.faults.get(name) else None
-        if fault == "error":
-            self.log.append((name, 0, 500))
-            return self._send(request, 500, b"server error")
+        if fault == "error" or isinstance(fault, int):
+            status = 500 if fault == "error" else fault
+            self.log.append((name, 0, status))
+            return self._send(request, status, b"server error")
         if name == "record":
             self.log.append((name, 0, 200))
             return self._send(request, 200, json.dumps(self.record()).encode())
@@ -151,9 +153,9 @@ def quick_backoff(monkeypatch):
     monkeypatch.setattr(download, "BACKOFF_S", 0.01)
 
 
-def run_download(root: Path, source: str, actors: str = "1-3", *extra: str) -> int:
+def run_download(root: Path, source: str, actors: str = "1-3", *extra: str, progress: bool = False) -> int:
     return download.main(["--root", str(root), "--actors", actors, "--source", source, "--workers", "1",
-                          "--no_progress", *extra])
+                          *([] if progress else ["--no_progress"]), *extra])
 
 
 def cached(root: Path) -> list[str]:
@@ -163,9 +165,12 @@ def cached(root: Path) -> list[str]:
 def test_download_then_train(server, tmp_path, capsys):
     """Done when: download actors 1-3 from the local server, then `fer_lib.train` on the same root works."""
     root = tmp_path / "root"
-    assert run_download(root, server.url) == 0
-    out = capsys.readouterr().out
+    assert run_download(root, server.url, progress=True) == 0
+    out, err = capsys.readouterr()
     assert out.index("CC BY-NC-SA 4.0") < out.index("Livingstone") < out.index("actors already cached")
+    bar = err.replace("\r", "\n").splitlines()
+    assert [line for line in bar if line.startswith("preprocess: 100%") and "3/3 [" in line]  # the clips the zips hold
+    assert not [line for line in bar if "/180 [" in line]  # not 60 x actors
     layout = DriveLayout.at(root)
     assert sorted(p.name for p in layout.preprocessed.glob("*.shard")) == [f"actor_0{a}.shard" for a in (1, 2, 3)]
     assert len(cached(root)) == 3 and all(stem.startswith("01-") for stem in cached(root))
@@ -300,6 +305,17 @@ def test_the_records_api_shapes_and_the_budget(zips, tmp_path, capsys):
         assert f"about {cache.gigabytes(need)} to write to {layout.preprocessed}" in capsys.readouterr().out
     finally:
         server.close()
+
+
+def test_actors_as_notebook_01_and_papermill_give_them():
+    assert download.actor_list("1-4") == [1, 2, 3, 4] and download.actor_list("1,3,5") == [1, 3, 5]
+    assert download.actor_list(3) == [3] and download.actor_list("all") == list(range(1, 25))  # -p ACTORS 3: an int
+    assert download.actor_list(" 1-2, 24 ") == [1, 2, 24]
+    for wrong in ("1-25", "one", "", 0):
+        with pytest.raises(download.ActorsError) as err:
+            download.actor_list(wrong)
+        assert "\n" not in str(err.value) and repr(wrong) in str(err.value)
+    assert download.main(["--root", "x", "--actors", "1-30"]) == 2  # argparse shows the same line
 
 
 def test_notebook_data_step_downloads_only_what_is_missing(server, tmp_path):

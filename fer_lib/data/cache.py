@@ -72,7 +72,7 @@ from tqdm.auto import tqdm
 
 from fer_lib.config import ConfigError, PreprocessConfig, from_dict
 from fer_lib.data.index import PROBLEMS_CSV, REPORT_JSON, DataError, DataIndex, Problem
-from fer_lib.data.ravdess import NAME_PATTERN, RavdessClip, RavdessNameError, parse_name
+from fer_lib.data.ravdess import ALL_ACTORS, NAME_PATTERN, RavdessClip, RavdessNameError, parse_name
 from fer_lib.fileio import atomic_file, atomic_write_text, stale_temporaries
 
 FORMAT = 2
@@ -518,9 +518,9 @@ def recorded_problems(cache_dir: str | Path) -> list[Problem]:
     return problems
 
 
-def as_index(cache_dir: str | Path) -> DataIndex:
-    """What the cache holds as a DataIndex (its clips, the problems recorded when it was built), for the
-    integrity report when the raw clips are gone (downloaded clips are deleted once cached)."""
+def as_index(cache_dir: str | Path, actors: Iterable[int] = ALL_ACTORS) -> DataIndex:
+    """What the cache holds of `actors` as a DataIndex (their clips, the problems recorded when it was built),
+    for the integrity report when the raw clips are gone (downloaded clips are deleted once cached)."""
     cache_dir = Path(cache_dir)
     problems = recorded_problems(cache_dir)
     try:
@@ -529,7 +529,16 @@ def as_index(cache_dir: str | Path) -> DataIndex:
         skipped = report.get("skipped_not_problems", {})
     except (OSError, ValueError, TypeError):
         skipped = {}
-    return DataIndex(root=cache_dir, clips=list_clips(cache_dir), problems=problems, skipped=skipped)
+    return DataIndex(root=cache_dir, clips=list_clips(cache_dir), problems=[p for p in problems if _of(p, actors)],
+                     skipped=skipped, actors=tuple(actors))
+
+
+def _of(problem: Problem, actors: Iterable[int]) -> bool:
+    """True unless the problem is about a clip (named as RAVDESS names it) of an actor outside `actors`."""
+    try:
+        return parse_name(problem.path.rsplit(":", 1)[-1]).actor in set(actors)
+    except RavdessNameError:
+        return True
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
     python -m fer_lib.data.download --root ROOT [--actors 1-24] [--source URL] [--keep_zips]
                                     [--workers N] [--device auto] [--local DIR]
 
-    ensure_dataset(layout, download=True)   # notebook 01: the cache of a Drive layout, from what there is
+    ensure_dataset(layout, actors=actor_list("1-4"), source=URL)   # notebook 01: the cache of a Drive layout
 
 Where bytes go (`fer_lib.paths.DriveLayout`): the 24 `Video_Speech_Actor_XX.zip` files (502-596 MB,
 about 13.4 GB in all) are downloaded to the runtime's local disk (`local/downloads`), never to
@@ -16,8 +16,8 @@ clips are deleted once the shard is written (unless `keep_zips`). The work is pi
 any of it, the licence and the citation are printed, and the expected cache size and the free space of both disks (`fer_lib.data.cache.check_space`).
 
 The file list (names, sizes, md5 checksums, links) comes from the records API
-(`https://zenodo.org/api/records/1188976`); `--source` takes another records-API URL (a mirror, a
-local server in the tests). Both shapes Zenodo has served are read: `files` as a list of
+(`https://zenodo.org/api/records/1188976`); `--source` (notebook 01: `SOURCE`, which the errors about
+the source name) takes another records-API URL (a mirror, a local server in the tests). Both shapes Zenodo has served are read: `files` as a list of
 {key|filename, size|filesize, checksum "md5:..." or bare md5, links {self|download|content}}, and
 `files` as {"entries": {name: {...}}} (InvenioRDM, where `links.content` is the download).
 
@@ -62,20 +62,19 @@ from tqdm.auto import tqdm
 from fer_lib import cli
 from fer_lib.config import PreprocessConfig
 from fer_lib.data import cache
-from fer_lib.data.index import SPEECH_ZIP, DataError, DataIndex, unpack_zip
+from fer_lib.data.index import CLIPS_PER_ACTOR, SPEECH_ZIP, DataError, DataIndex, unpack_zip
 from fer_lib.data.preprocessing import ClipInspection, Preprocessor, inspect_cached, inspect_clip, preprocess
-from fer_lib.data.ravdess import NUM_ACTORS, parse_name
+from fer_lib.data.ravdess import ALL_ACTORS, NUM_ACTORS, parse_name
 from fer_lib.errors import FerError, MachineFault, environment_fault
 from fer_lib.fileio import atomic_write_text, check_writable
 from fer_lib.paths import DriveLayout, default_layout
 
 RECORD_URL = "https://zenodo.org/api/records/1188976"  # DOI 10.5281/zenodo.1188976
+SOURCE = "the source (SOURCE in notebook 01, --source of the command)"
 LICENCE = ("RAVDESS is licensed CC BY-NC-SA 4.0: non-commercial use only, share alike "
            "(https://creativecommons.org/licenses/by-nc-sa/4.0/).")
 CITATION = ("Cite: Livingstone SR, Russo FA (2018). The Ryerson Audio-Visual Database of Emotional Speech and Song "
             "(RAVDESS). PLoS ONE 13(5): e0196391. https://doi.org/10.1371/journal.pone.0196391")
-ALL_ACTORS = tuple(range(1, NUM_ACTORS + 1))
-CLIPS_PER_ACTOR = 60  # audio-visual speech clips in one Video_Speech_Actor_XX.zip
 DOWNLOADS = 4  # zips downloading at once
 RETRIES = 5  # per file, for dropped connections and server errors
 BACKOFF_S = 1.0  # first wait; doubled after each failed attempt
@@ -115,7 +114,7 @@ def list_files(source: str = RECORD_URL) -> list[RemoteFile]:
         return [_remote_file(entry) for entry in entries]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DownloadError(f"{source} is not a Zenodo records-API answer with a file list ({type(exc).__name__}: "
-                            f"{exc}); --source takes a URL like {RECORD_URL}") from None
+                            f"{exc}); {SOURCE} takes a URL like {RECORD_URL}") from None
 
 
 def _remote_file(entry: dict) -> RemoteFile:
@@ -136,7 +135,7 @@ def speech_zips(files: list[RemoteFile], actors: Iterable[int]) -> dict[int, Rem
     missing = [name for name in wanted.values() if name not in by_name]
     if missing:
         raise DownloadError(f"the record lists no {', '.join(missing)} (it lists {len(files)} files); "
-                            f"is --source a RAVDESS record like {RECORD_URL}?")
+                            f"is {SOURCE} a RAVDESS record like {RECORD_URL}?")
     return {a: by_name[name] for a, name in wanted.items()}
 
 
@@ -209,7 +208,7 @@ class Fetcher:
                 if "hash" not in str(exc) or attempt == MD5_ATTEMPTS:
                     raise DownloadError(f"{remote.name}: its md5 is not {remote.md5} after {MD5_ATTEMPTS} downloads "
                                         "(the file on the server or the record is damaged); nothing was kept of it, "
-                                        "try again later or use another --source") from None
+                                        f"try again later or use another {SOURCE}") from None
                 tqdm.write(f"{remote.name}: its md5 is wrong; downloading it once more")
                 self._advance(-remote.size)  # counted once more
         st = target.stat()
@@ -288,11 +287,12 @@ def download(layout: DriveLayout, actors: Iterable[int] = ALL_ACTORS, source: st
             todo = [a for a in actors if a not in done]
             print(f"actors already cached: {_actor_list(done)}; to download: {_actor_list(todo)} "
                   f"({cache.gigabytes(sum(zips[a].size for a in todo))})")
-            index = DataIndex(root=layout.local_ravdess, clips=cache.list_clips(layout.preprocessed, done) if done else [])
+            index = DataIndex(root=layout.local_ravdess, clips=cache.list_clips(layout.preprocessed, done) if done else [],
+                              actors=tuple(actors))
             if todo:
                 _check_budget(layout, config, [zips[a] for a in todo])
                 _remove_leftovers(layout.downloads)
-                run.bar.total = CLIPS_PER_ACTOR * len(todo)
+                run.bar.total = CLIPS_PER_ACTOR * len(todo)  # until each zip tells how many clips it holds
                 _pipeline(layout, run, {a: zips[a] for a in todo}, index, keep_zips, stop, progress)
         except Exception as exc:
             stop.set()
@@ -335,7 +335,9 @@ def _remove_leftovers(folder: Path) -> None:
 
 def _pipeline(layout: DriveLayout, run: Preprocessor, zips: dict[int, RemoteFile], index: DataIndex,
               keep_zips: bool, stop: threading.Event, progress: bool) -> None:
-    """Download and extract in threads, preprocess each actor in this thread as soon as it is there."""
+    """Download and extract in threads, preprocess each actor in this thread as soon as it is there. The clip
+    bar counts 60 clips for each actor still downloading and, once its zip is unpacked, the clips of it left to do:
+    it ends at 100% whatever the zips hold."""
     bar = tqdm(total=sum(r.size for r in zips.values()), desc="download", unit="B", unit_scale=True,
                disable=not progress)
     fetcher = Fetcher(layout.downloads, bar, stop)
@@ -353,10 +355,11 @@ def _pipeline(layout: DriveLayout, run: Preprocessor, zips: dict[int, RemoteFile
         with ThreadPoolExecutor(DOWNLOADS, thread_name_prefix="download") as pool:
             futures = [pool.submit(fetch, actor) for actor in zips]
             try:
-                for future in as_completed(futures):
+                for left, future in enumerate(as_completed(futures), 1):
                     actor, zip_path, clips, skipped, problems = future.result()
                     records = [parse_name(p) for p in clips]
-                    run.process(records, layout.local_ravdess, origin={actor: _origin(zips[actor])})
+                    run.process(records, layout.local_ravdess, origin={actor: _origin(zips[actor])},
+                                later=CLIPS_PER_ACTOR * (len(futures) - left))
                     index.clips += records
                     index.problems += problems
                     for category, stems in skipped.items():
@@ -421,20 +424,28 @@ def inspect_example(layout: DriveLayout) -> ClipInspection:
 # --------------------------------------------------------------------------------------------
 
 
-def actor_list(text: str) -> list[int]:
-    """argparse type: "1-24", "3", "1-4,9,21-24" -> sorted actors in 1..24."""
+class ActorsError(FerError, argparse.ArgumentTypeError):
+    """ACTORS (notebook 01) or --actors is not a selection of actors; one line (argparse shows it as the flag's error)."""
+
+
+def actor_list(value: str | int) -> list[int]:
+    """ACTORS / --actors: "1-24", "1-4", "1,3,5", "1-4,9,21-24", "all", or one actor as a number (papermill's
+    `-p ACTORS 3` passes an int) -> sorted actors in 1..24."""
+    text = str(value).strip()
+    if text.lower() == "all":
+        return list(ALL_ACTORS)
     actors = set()
     for part in text.split(","):
         low, _, high = part.strip().partition("-")
         try:
             first, last = int(low), int(high or low)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected actors like 1-24 or 1-4,9, got {text!r}") from None
+            raise ActorsError(f"expected actors like 1-24, 1-4, 1,3,5 or all, got {value!r}") from None
         if first > last:
-            raise argparse.ArgumentTypeError(f"the range {part.strip()} is reversed: write {last}-{first}")
+            raise ActorsError(f"the range {part.strip()} is reversed: write {last}-{first}")
         actors.update(range(first, last + 1))
     if not actors or min(actors) < 1 or max(actors) > NUM_ACTORS:
-        raise argparse.ArgumentTypeError(f"actors must lie in 1..{NUM_ACTORS}, got {text!r}")
+        raise ActorsError(f"actors must lie in 1..{NUM_ACTORS}, got {value!r}")
     return sorted(actors)
 
 
@@ -443,7 +454,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m fer_lib.data.download", description=__doc__.split("\n")[0])
     parser.add_argument("--root", required=True, help="the layout's root (drive_layout.md): the cache goes to "
                                                       "ROOT/cache/preprocessed")
-    parser.add_argument("--actors", type=actor_list, default=list(ALL_ACTORS), help="e.g. 1-24 (default), 1-4,9")
+    parser.add_argument("--actors", type=actor_list, default=list(ALL_ACTORS), help="e.g. 1-24 (default), 1-4,9, all")
     parser.add_argument("--source", default=RECORD_URL, help=f"a Zenodo records-API URL (default {RECORD_URL})")
     parser.add_argument("--keep_zips", action="store_true", help="keep the zips and their clips on the local disk")
     parser.add_argument("--local", default=None, help="the runtime's local disk for zips and clips (default: "

@@ -30,7 +30,8 @@ one-line reason:
 Expected (the full download): 60 audio-visual speech clips per actor (neutral 4, the seven other
 emotions 8 each), 24 actors, 1440 clips; song 44 per actor for 6 emotions, none for actor 18.
 The check prints found vs expected per actor x emotion, the missing clip names and the problems,
-and saves `report.json` + `problems.csv`.
+and saves `report.json` + `problems.csv`; it covers the expected actors (`DataIndex.actors`: all 24, or
+a selection such as notebook 01's `ACTORS = "1-4"`, whose other actors are then not missing).
 """
 
 from __future__ import annotations
@@ -52,13 +53,14 @@ from tqdm.auto import tqdm
 
 from fer_lib import EMOTIONS
 from fer_lib.config import PreprocessConfig
-from fer_lib.data.ravdess import NAME_PATTERN, NUM_ACTORS, RavdessClip, RavdessNameError, parse_name
+from fer_lib.data.ravdess import ALL_ACTORS, NAME_PATTERN, NUM_ACTORS, RavdessClip, RavdessNameError, actor_ranges, parse_name
 from fer_lib.errors import FerError, describe_os_error, environment_fault
 from fer_lib.fileio import atomic_file, atomic_write_text
 
 LAYOUT_HINT = ("it should hold the RAVDESS download: Actor_01/01-01-01-01-01-01-01.mp4 ... "
                "(unpacked Video_Speech_Actor_XX.zip) or the Video_Speech_Actor_XX.zip files themselves")
 SPEECH_ZIP = "Video_Speech_Actor_{actor:02d}.zip"  # RAVDESS's audio-visual speech clips of one actor
+CLIPS_PER_ACTOR = 60  # audio-visual speech clips of one actor (one Video_Speech_Actor_XX.zip)
 SPEECH_ZIPS_HINT = ("fer_lib needs the audio-visual speech clips: Video_Speech_Actor_01.zip ... Video_Speech_Actor_24.zip "
                     "from zenodo.org/records/1188976 (or `python -m fer_lib.data.download` fetches them)")
 CLIP_SUFFIXES = (".mp4", ".wav")
@@ -90,20 +92,28 @@ class DataIndex:
     problems: list[Problem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # video_only, audio_only, song, ... -> count
     include_song: bool = False
+    actors: tuple[int, ...] = ALL_ACTORS  # the actors expected (a selection such as 1-4): what the report covers
+
+    def __post_init__(self):
+        self.actors = tuple(sorted(set(self.actors)))
 
     def counts(self, vocal_channel: int = 1) -> dict[int, list[int]]:
-        """actor -> clips per emotion (8 counts), for actors 1..24."""
-        out = {a: [0] * len(EMOTIONS) for a in range(1, NUM_ACTORS + 1)}
+        """actor -> clips per emotion (8 counts), for the expected actors."""
+        out = {a: [0] * len(EMOTIONS) for a in self.actors}
         for c in self.clips:
-            if c.vocal_channel == vocal_channel:
+            if c.vocal_channel == vocal_channel and c.actor in out:
                 out[c.actor][c.label] += 1
         return out
+
+    def others(self) -> list[int]:
+        """Actors with clips here that are not among the expected ones."""
+        return sorted({c.actor for c in self.clips} - set(self.actors))
 
     def missing(self, vocal_channel: int = 1) -> dict[int, list[str]]:
         """actor -> expected audio-visual clip names not found (actors with none found: all 60)."""
         have = {c.stem for c in self.clips}
         out = {}
-        for actor in range(1, NUM_ACTORS + 1):
+        for actor in self.actors:
             names = [s for s in expected_stems(actor, vocal_channel) if s not in have]
             if names:
                 out[actor] = names
@@ -114,8 +124,9 @@ class DataIndex:
         result = {
             "data_dir": str(self.root),
             "expected": {
-                "audio_visual_speech_per_actor": 60,
-                "audio_visual_speech_total": 60 * NUM_ACTORS,
+                "actors": list(self.actors),
+                "audio_visual_speech_per_actor": CLIPS_PER_ACTOR,
+                "audio_visual_speech_total": CLIPS_PER_ACTOR * len(self.actors),
                 "per_actor_per_emotion": dict(zip(EMOTIONS, (4,) + (8,) * 7)),
             },
             "found": {
@@ -131,7 +142,7 @@ class DataIndex:
             song = self.counts(2)
             result["found"]["song_total"] = sum(map(sum, song.values()))
             result["found"]["song_per_actor"] = {f"{a:02d}": dict(zip(EMOTIONS, c)) for a, c in song.items()}
-            result["expected"]["song_total"] = 44 * (NUM_ACTORS - len(ACTORS_WITHOUT_SONG))
+            result["expected"]["song_total"] = 44 * len(set(self.actors) - set(ACTORS_WITHOUT_SONG))
         return result
 
     def summary(self) -> str:
@@ -363,33 +374,40 @@ def _nothing_found(root: Path, n_files: int, skipped: dict, problems: list) -> s
 
 
 def format_report(index: DataIndex, cached: Optional[dict[int, list[int]]] = None, max_missing: int = 12) -> str:
-    """The human-readable check: found vs expected per actor x emotion, missing names, problems."""
+    """The human-readable check of the expected actors (`index.actors`): found vs expected per actor x emotion,
+    missing names, problems."""
     speech = index.counts(1)
     total = sum(map(sum, speech.values()))
+    expected = CLIPS_PER_ACTOR * len(index.actors)
+    which = f"{NUM_ACTORS} actors" if index.actors == ALL_ACTORS else f"actors {actor_ranges(index.actors)}"
     lines = [f"RAVDESS data check: {index.root}",
-             f"  audio-visual speech clips found: {total} of 1440 expected (24 actors x 60: neutral 4, other emotions 8 each)"]
+             f"  audio-visual speech clips found: {total} of {expected} expected ({which} x {CLIPS_PER_ACTOR}: "
+             "neutral 4, other emotions 8 each)"]
     skipped = ", ".join(f"{n} {k.replace('_', '-')}" for k, n in index.skipped.items()) or "none"
     lines.append(f"  skipped (not problems): {skipped}")
     lines.append(f"  problems: {len(index.problems)}" + (" (listed below, and in problems.csv)" if index.problems else ""))
+    if index.others():
+        lines.append(f"  not checked: the clips of actors {actor_ranges(index.others())}, which are not among those expected")
     header = "  actor sex " + " ".join(f"{a:>4}" for a in EMOTION_ABBREV) + "   total"
     lines += ["", header]
     for actor, counts in speech.items():
         n = sum(counts)
-        note = "" if n == 60 else ("  <- none found" if n == 0 else f"  <- {60 - n} missing")
+        note = "" if n == CLIPS_PER_ACTOR else ("  <- none found" if n == 0 else f"  <- {CLIPS_PER_ACTOR - n} missing")
         cells = " ".join(f"{c:>4}" for c in counts)
-        lines.append(f"  {actor:>5} {'m' if actor % 2 else 'f':>3} {cells}  {n:>3}/60{note}")
-    lines.append(f"  {'expect':>9} " + " ".join(f"{c:>4}" for c in (4,) + (8,) * 7) + "   60")
+        lines.append(f"  {actor:>5} {'m' if actor % 2 else 'f':>3} {cells}  {n:>3}/{CLIPS_PER_ACTOR}{note}")
+    lines.append(f"  {'expect':>9} " + " ".join(f"{c:>4}" for c in expected_counts()) + f" {CLIPS_PER_ACTOR:>4}")
     per_emotion = [sum(c[e] for c in speech.values()) for e in range(len(EMOTIONS))]
-    lines.append(f"  {'total':>9} " + " ".join(f"{c:>4}" for c in per_emotion) + f" {total:>4}/1440")
+    lines.append(f"  {'total':>9} " + " ".join(f"{c:>4}" for c in per_emotion) + f" {total:>4}/{expected}")
     if index.include_song:
         song = sum(map(sum, index.counts(2).values()))
-        lines.append(f"  song clips found: {song} of 1012 expected (44 per actor, none for actor 18)")
+        song_expected = 44 * len(set(index.actors) - set(ACTORS_WITHOUT_SONG))
+        lines.append(f"  song clips found: {song} of {song_expected} expected (44 per actor, none for actor 18)")
     if cached is not None:
-        n_cached = sum(map(sum, cached.values()))
+        n_cached = sum(c for actor, counts in cached.items() if actor in index.actors for c in counts)
         lines.append(f"  preprocessed into the cache: {n_cached}")
     missing = index.missing(1)
-    absent = [a for a, names in missing.items() if len(names) == 60]
-    partial = {a: names for a, names in missing.items() if len(names) < 60}
+    absent = [a for a, names in missing.items() if len(names) == CLIPS_PER_ACTOR]
+    partial = {a: names for a, names in missing.items() if len(names) < CLIPS_PER_ACTOR}
     if absent:
         lines.append(f"\n  actors with no clip (download/unpack Video_Speech_Actor_XX.zip): {', '.join(f'{a:02d}' for a in absent)}")
     if partial:

@@ -283,11 +283,12 @@ class Preprocessor:
 
     # the work --------------------------------------------------------------------------------
     def process(self, clips: list[RavdessClip], root: Optional[Path] = None,
-                origin: Optional[dict[int, dict]] = None) -> None:
-        """Cache `clips` (found under `root`, for display); `origin`: actor -> where its clips came from."""
-        self._guard(lambda: self._process(clips, root, origin or {}))
+                origin: Optional[dict[int, dict]] = None, later: int = 0) -> None:
+        """Cache `clips` (found under `root`, for display); `origin`: actor -> where its clips came from;
+        `later`: about how many clips later calls will bring (the bar's total: these jobs plus those)."""
+        self._guard(lambda: self._process(clips, root, origin or {}, later))
 
-    def _process(self, clips: list[RavdessClip], root: Optional[Path], origin: dict[int, dict]) -> None:
+    def _process(self, clips: list[RavdessClip], root: Optional[Path], origin: dict[int, dict], later: int) -> None:
         jobs, plans = [], {}
         for actor, group in itertools.groupby(sorted(clips, key=lambda c: (c.actor, c.stem)), key=lambda c: c.actor):
             plan, actor_jobs = self._plan(actor, list(group), root, origin.get(actor))
@@ -296,10 +297,10 @@ class Preprocessor:
         for plan in plans.values():
             if plan.write and not plan.todo:
                 self._finish_actor(plan)
+        self.bar.total = self.bar.n + len(jobs) + later  # the clips to do, not an estimate: the bar ends at 100%
+        self.bar.refresh()
         if not jobs:
             return
-        self.bar.total = max(self.bar.total, self.bar.n + len(jobs))  # the download sets what it expects
-        self.bar.refresh()
         for result in self._run(jobs):
             self.results.append(result)
             self.bar.update(1)

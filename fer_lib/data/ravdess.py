@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from fer_lib import EMOTIONS
 from fer_lib.errors import FerError
 
 NAME_PATTERN = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 NUM_ACTORS = 24
+ALL_ACTORS = tuple(range(1, NUM_ACTORS + 1))
 MEDIA_TYPE_NAMES = {1: "audio+video", 2: "video-only", 3: "audio-only"}
 VOCAL_CHANNEL_NAMES = {1: "speech", 2: "song"}
 
@@ -84,3 +86,19 @@ def parse_name(path: str | Path) -> RavdessClip:
     if values["emotion"] == 1 and values["intensity"] == 2:
         raise RavdessNameError(f"neutral has no strong intensity: {Path(path).name}")
     return RavdessClip(path=Path(path), **values)
+
+
+def actor_ranges(actors: Iterable[int]) -> str:
+    """[1, 2, 3, 4, 9] -> '1-4, 9'."""
+    actors = sorted(set(int(a) for a in actors))
+    if not actors:
+        return "none"
+    parts, start, prev = [], actors[0], actors[0]
+    for a in actors[1:] + [None]:
+        if a is not None and a == prev + 1:
+            prev = a
+            continue
+        parts.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if a is not None:
+            start = prev = a
+    return ", ".join(parts)

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from fer_lib.data.index import DataError
-from fer_lib.data.ravdess import NUM_ACTORS
+from fer_lib.data.ravdess import ALL_ACTORS, NUM_ACTORS, actor_ranges
 
-ALL_ACTORS = tuple(range(1, NUM_ACTORS + 1))
 DEFAULT_FOLDS = 6
 
 
@@ -102,22 +101,6 @@ class Split:
                     raise SplitError(f"split {self.name}: actor {a:02d} is in both {seen[a]} and {part}")
                 seen[a] = part
         return self
-
-
-def actor_ranges(actors: Iterable[int]) -> str:
-    """[1, 2, 3, 4, 9] -> '1-4, 9'."""
-    actors = sorted(set(int(a) for a in actors))
-    if not actors:
-        return "none"
-    parts, start, prev = [], actors[0], actors[0]
-    for a in actors[1:] + [None]:
-        if a is not None and a == prev + 1:
-            prev = a
-            continue
-        parts.append(f"{start}-{prev}" if prev > start else f"{start}")
-        if a is not None:
-            start = prev = a
-    return ", ".join(parts)
 
 
 def _actors(actors: Optional[Iterable[int]]) -> list[int]:

@@ -37,7 +37,7 @@ from transformers.utils import ModelOutput
 from fer_lib import modalities as modality_names
 from fer_lib.config import ModelConfig
 from fer_lib.errors import FerError
-from fer_lib.models import lora
+from fer_lib.models import dependency_warnings, lora
 from fer_lib.models.audio import AudioBranch, check_frontend
 from fer_lib.models.classifier import EmotionClassifier
 from fer_lib.models.fusion import FusionModule
@@ -222,9 +222,11 @@ def build_model(cfg: ModelConfig, random_init: bool = False) -> EmotionModel:
     the architecture in `PRETRAINED_ARCHITECTURES`): the real shapes without a download. Under
     `torch.device("meta")` it allocates nothing, which is how `sizes` counts the full model.
     A pretrained backbone that trains gets LoRA adapters (`fusion.lora_rank` > 0); a pretrained audio
-    encoder is checked against its own preprocessor configuration (`check_frontend`).
+    encoder is checked against its own preprocessor configuration (`check_frontend`). The dependencies'
+    warnings a user can do nothing about are filtered from here on (`dependency_warnings`).
     """
     cfg.validate()
+    dependency_warnings.quiet()
     audio, visual, fusion = cfg.audio, cfg.visual, cfg.fusion
     audio_encoder = load_part("audio_encoder", audio.encoder_id, audio.encoder_config, random_init, audio.encoder_revision)
     if audio.encoder_id and not random_init:
