@@ -516,6 +516,60 @@ def test_a_save_killed_midway_leaves_nothing_behind(synthetic_cache, tmp_path):
     assert hidden == [".spare"] and not list(tmp.iterdir())  # only the slot the next save is written into
 
 
+# A child that stops itself with a real SIGINT in the middle of a step, a checkpoint write or a Drive copy
+# (the `n`-th call of the method named by STOP_IN), as the stop button does; SIGINT restored first (a
+# background job of a script would have it ignored).
+STOPPER = ("import os, signal, sys\n"
+           "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+           "from fer_lib.training import checkpoint, drive_sync, loop\n"
+           "owner, name, n = {'step': (loop.Trainer, '_optimizer_step'), 'save': (checkpoint, '_write'),\n"
+           "                  'copy': (drive_sync.DriveSync, '_push')}[os.environ['STOP_IN']] + (int(os.environ['STOP_AT']),)\n"
+           "real, calls = getattr(owner, name), []\n"
+           "def stopping(*args, **kwargs):\n"
+           "    calls.append(1)\n"
+           "    if len(calls) == n:\n"
+           "        os.kill(os.getpid(), signal.SIGINT)\n"
+           "    return real(*args, **kwargs)\n"
+           "setattr(owner, name, stopping)\n"
+           "from fer_lib.train import main\n"
+           "sys.exit(main(sys.argv[1:]))\n")
+
+
+def test_stopping_keeps_every_step_and_the_rerun_equals_an_uninterrupted_run(short_run, synthetic_cache, tmp_path):
+    """Issue 21.2: SIGINT in a step, in a checkpoint write, in a Drive copy: each run ends with exit 130 and one
+    line, Drive holds what was trained, and the reruns end exactly where the uninterrupted run ends."""
+    save, local = tmp_path / "drive", tmp_path / "local"
+    args = ["--cache_dir", str(synthetic_cache.root), "--save_dir", str(save), "--run_name", "r", "--config_type",
+            "tiny", "--batch_size", "1", "--grad_accum_steps", "1", "--max_epochs", "2", "--lr", "1e-3",
+            "--num_workers", "0", "--warmup_ratio", "0", "--early_stopping_patience", "50", "--seed", "7",
+            "--local_dir", str(local), "--sync_minutes", "0", "--checkpoint_every_steps", "1"]
+    rng = np.random.default_rng()
+    reached = []
+    for where, at in (("step", rng.integers(1, 4)), ("save", rng.integers(1, 3)), ("copy", rng.integers(1, 3))):
+        env = {**os.environ, "PYTHONPATH": str(REPO), "STOP_IN": where, "STOP_AT": str(at)}  # threads as here: same sums
+        stopped = subprocess.run([sys.executable, "-c", STOPPER, *args], env=env, capture_output=True, text=True,
+                                 timeout=300)
+        lines = stopped.stderr.strip().splitlines()
+        assert stopped.returncode == 130, (where, at, stopped.stderr[-3000:])
+        assert "Traceback" not in stopped.stderr and lines[-1].startswith("stopped at epoch "), (where, at, lines)
+        assert "Drive holds epoch" in lines[-1] and lines[-1].endswith("run 03 again (or the same command) to continue")
+        trained = checkpoint.read_progress(local / "r" / "checkpoints" / "last")
+        assert checkpoint.read_progress(save / "r" / "checkpoints" / "last") == trained  # nothing only local
+        assert json.loads((save / "r" / "sync_state.json").read_text())["state"] == "stopped"
+        reached.append(trained["step"])
+    assert reached == sorted(reached) and reached[-1] < 8, reached  # each run went on from the one before
+
+    resumed = train(synthetic_cache.root, save, "tiny", quick_config(max_epochs=2, augment=True,
+                    checkpoint_every_steps=1), run_name="r", local_dir=local, sync_minutes=0, show_progress=False)
+    assert metrics_without_time(resumed.run_dir) == metrics_without_time(short_run.run_dir)
+    a = checkpoint.load(short_run.run_dir / "checkpoints" / "last")
+    b = checkpoint.load(resumed.run_dir / "checkpoints" / "last")
+    assert a.progress == b.progress
+    for name in a.weights:
+        assert torch.equal(a.weights[name], b.weights[name]), name
+    assert json.loads((save / "r" / "sync_state.json").read_text())["state"] == "finished"
+
+
 # --------------------------------------------------------------------------------------------
 # Several processes
 # --------------------------------------------------------------------------------------------

@@ -140,11 +140,24 @@ def find(run_dir: str | Path, name: str = "last") -> Optional[Path]:
 
 def progress_of(folder: Path) -> Optional[tuple[int, int]]:
     """(epoch, batches done) of the checkpoint in `folder`, for ordering two copies; None if there is none."""
+    progress = read_progress(folder)
+    return None if progress is None else (progress["epoch"], progress["batches_done"])
+
+
+def read_progress(folder: Path) -> Optional[dict]:
+    """The trainer_state.json of the checkpoint in `folder`; None if there is none (or it cannot be read)."""
     try:
-        progress = json.loads((folder / PROGRESS).read_text())
+        return json.loads((folder / PROGRESS).read_text())
     except (OSError, ValueError):
         return None
-    return progress["epoch"], progress["batches_done"]
+
+
+def describe_progress(progress: Optional[dict]) -> str:
+    """'epoch 3 (step 41)', 'epoch 3 and 5 batches (step 46)' (epochs completed), or 'no checkpoint'."""
+    if progress is None:
+        return "no checkpoint"
+    batches = f" and {progress['batches_done']} batches" if progress.get("batches_done") else ""
+    return f"epoch {progress['epoch']}{batches} (step {progress['step']})"
 
 
 def clean_staging(run_dir: str | Path) -> list[Path]:
