@@ -16,6 +16,8 @@ as a new Colab runtime is another machine.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +32,7 @@ from fer_lib import notebook_tools
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"
+INSTALL_STAMP = ".fer_lib_requirements.sha256"  # fer_lib.colab.install_requirements: installed once per runtime
 
 
 def bare_repository(destination: Path) -> str:
@@ -48,6 +51,7 @@ def bare_repository(destination: Path) -> str:
     return f"file://{destination / 'fer_lib.git'}"
 
 
+@functools.cache
 def can_mount() -> bool:
     """Whether this machine lets the tests mount (a tmpfs, bind mounts): root without a seccomp wall."""
     probe = Path(f"/tmp/.fer_mount_probe_{os.getpid()}")
@@ -61,6 +65,7 @@ def can_mount() -> bool:
         probe.rmdir()
 
 
+@functools.cache
 def can_rename_host() -> bool:
     """Whether `unshare -u` gives a process a host name of its own here."""
     return shutil.which("unshare") is not None and subprocess.run(
@@ -70,8 +75,9 @@ def can_rename_host() -> bool:
 class Colab:
     """Fresh Colab runtimes sharing one Google Drive (`drive`, holding MyDrive/)."""
 
-    def __init__(self, root: Path, repo_url: str, real_mounts: bool = False):
-        self.root, self.repo_url = root, repo_url
+    def __init__(self, root: Path, repo_url: str, real_mounts: bool = False, preinstalled: bool = False):
+        """`preinstalled`: each runtime has installed requirements-colab.txt already (the setup cell skips pip)."""
+        self.root, self.repo_url, self.preinstalled = root, repo_url, preinstalled
         self.drive = root / "google_drive"
         self.drive.mkdir(parents=True)
         self.real_mounts = real_mounts
@@ -120,8 +126,12 @@ class Colab:
                      "PYTHONPATH": str(FAKE_COLAB), "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
                      "FAKE_COLAB_DRIVE_DROP": json.dumps(drop) if drop else "",
                      "FAKE_COLAB_REAL_MOUNT": "1" if self.real_mounts else "", **(env or {})}
-        if host:
+        if host and can_rename_host():
             variables["JUPYTER_PATH"] = str(self._kernel_on(host))
+        elif host:  # no UTS namespace here: the fake google.colab tells the kernel its host name
+            variables["FAKE_COLAB_HOSTNAME"] = host
+        if self.preinstalled and not (content / INSTALL_STAMP).exists():
+            (content / INSTALL_STAMP).write_text(hashlib.sha256((REPO / "requirements-colab.txt").read_bytes()).hexdigest())
         with pytest.MonkeyPatch.context() as patch:
             for key, value in variables.items():
                 patch.setenv(key, value)
