@@ -40,6 +40,13 @@ this one's weights with `--resume_from RUN/checkpoints/best` (a fresh optimizer 
 One process trains into a run folder at a time: a second one stops at once with one line naming the
 holder (`fer_lib.locking`; the lease of a holder that crashed or lost its runtime is taken over).
 
+Stopping (Ctrl-C, a notebook's stop button, SIGTERM): the step under way finishes, a checkpoint of it is
+written and the run copied to Drive, and one line (`fer_lib.errors.Stopped`, exit status 130) says
+`stopped at epoch E (step S); Drive holds epoch D; run 03 again (or the same command) to continue`
+(fer_lib/training/stopping.py). The run folder records its sync state (`sync_state.json`:
+run_folder.py); a training that ends while the run folder on Drive lacks part of it (Drive gone, or
+full) is not done: DriveBehindError, one line saying what Drive holds against what training reached.
+
 Several GPUs: the same command under `torchrun --nproc_per_node N -m fer_lib.train ...` or
 `accelerate launch --num_processes N -m fer_lib.train ...` runs DDP; `--batch_size` is per process.
 Process 0 writes all files.

@@ -61,12 +61,14 @@ class DriveSync:
         self.behind = False  # a due copy failed or Drive was gone: copy at the next chance
         self.warned: set[Optional[int]] = set()  # epochs whose failed copy was reported
         self.failure: Optional[str] = None  # what the last failed copy said
+        self.on_drive: Optional[dict] = None  # the progress of Drive's `last` when Drive was last seen
         self.started = False
 
     def start(self) -> None:
         """Prepare the working copy (see the module docstring); copy it to Drive at once when it is ahead."""
         if self.fresh and self.work_dir.exists():
             shutil.rmtree(self.work_dir)
+        self.on_drive = checkpoint.read_progress(self.drive_dir / "checkpoints" / "last")
         drive = checkpoint.progress_of(self.drive_dir / "checkpoints" / "last")
         work = checkpoint.progress_of(self.work_dir / "checkpoints" / "last")
         if drive is not None and (work is None or drive > work):
@@ -105,13 +107,13 @@ class DriveSync:
             return False
         self.behind = False
         self.last_copy = self.clock()
+        self.on_drive = checkpoint.read_progress(self.drive_dir / "checkpoints" / "last")
         self.record("training")
         return True
 
     def progress(self) -> tuple[Optional[dict], Optional[dict]]:
-        """The progress of the working copy's `last` and of Drive's (None where there is none)."""
-        return (checkpoint.read_progress(self.work_dir / "checkpoints" / "last"),
-                checkpoint.read_progress(self.drive_dir / "checkpoints" / "last"))
+        """The progress of the working copy's `last` and of Drive's when Drive was last seen (None: no checkpoint)."""
+        return checkpoint.read_progress(self.work_dir / "checkpoints" / "last"), self.on_drive
 
     def record(self, state: str) -> bool:
         """Write the sync state of the run folder on Drive (False when Drive is gone)."""

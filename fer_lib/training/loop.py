@@ -22,6 +22,10 @@ regenerates the epoch's order and skips the batches already trained, restores th
 the running sums of the epoch's train metrics: the resumed run computes exactly what the
 uninterrupted one would. Metrics are logged before the epoch's checkpoint, so a crash between the
 two redoes the epoch and its row is replaced, not duplicated.
+
+Stopping (SIGINT, SIGTERM: stopping.py): a request is looked at after every optimizer step and after
+every epoch's checkpoint; mid-epoch the loop writes `last` of that step first (as
+`checkpoint_every_steps` would), then `fit` returns with `stopped` set.
 """
 
 from __future__ import annotations
