@@ -1,12 +1,6 @@
-"""The simulated Colab: the notebooks as a person runs them in fresh Colab runtimes, by papermill.
-
-Each notebook runs in a kernel of its own with a `/content` of its own (FER_COLAB_CONTENT), as each
-Colab notebook gets a fresh runtime, and with the fake `google.colab` of tests/fake_colab imported at
-start, as Colab does. Google Drive is a folder of the test that the fake `drive.mount` shows at
-`/content/drive`; it is all that persists from one notebook to the next. The setup cell's REPO_URL
-form field is set to a local bare Git repository holding this checkout as it is, so the code the
-notebooks run is the code they cloned (the kernel's PYTHONPATH holds only the fake package). pip runs
-with PIP_NO_INDEX: it finds everything installed and may change nothing.
+"""The simulated Colab (tests/colab_sim.py): the notebooks as a person runs them in fresh Colab runtimes, by
+papermill, with a Drive that persists from one runtime to the next and the code cloned from a local bare
+Git repository holding this checkout as it is.
 
 Run All of 00 to 05 in smoke mode, in order (02 takes the code from a copy on Drive instead of git),
 with Drive unmounted in 03 after the copy of epoch 1 and back after epoch 2; then the ways the setup
