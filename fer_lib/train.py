@@ -78,12 +78,12 @@ from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_p
 from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, default_num_workers
 from fer_lib.data.splits import DEFAULT_FOLDS, get_split
+from fer_lib.errors import Stopped
 from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, layer_mix
 from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
 from fer_lib.training.checkpoint import CheckpointError
-from fer_lib.errors import Stopped
 from fer_lib.training.drive_sync import DriveBehindError, DriveSync
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
@@ -283,7 +283,7 @@ def _stopped(run_dir: Path, work_dir: Path, sync: Optional[DriveSync], is_main: 
     if not is_main:
         return f"stopped; {again}"
     if checkpoint.read_progress(work_dir / "checkpoints" / "last") is None or (sync is not None and not sync.started):
-        return f"stopped before the first checkpoint of this run (nothing trained is kept); {again}"
+        return f"stopped before training began (the run folder is as it was); {again}"
     if sync is not None:
         sync.record("stopped" if sync.finish() else "training")
         trained, on_drive = sync.progress()
