@@ -11,7 +11,7 @@ Exit statuses (README, "Command line"):
     2    bad input or a fault of the environment: one line on stderr, `error: <what> ...<what to do>`.
          A wrong or out-of-range flag value, a missing folder, a foreign checkpoint (any `FerError`), or an
          OSError about a path or the machine (no such file, permission denied, disk full, Drive gone).
-    130  interrupted (Ctrl-C / the notebook's stop button): one line saying how to continue
+    130  interrupted (Ctrl-C / the notebook's stop button, SIGTERM while training): one line saying how to continue
     1    a bug: Python's traceback, unchanged, so that it can be reported
 
 Numeric flags are checked when they are parsed (`int_range`, `float_range`), so a wrong value stops
@@ -28,7 +28,7 @@ import re
 import sys
 from typing import Callable, Optional
 
-from fer_lib.errors import FerError, describe_os_error, one_line
+from fer_lib.errors import FerError, Stopped, describe_os_error, one_line
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -65,6 +65,9 @@ def command(interrupted: str = "stopped; run the same command again to continue"
                 if exc.errno is None and exc.filename is None:
                     raise  # not about a path or the machine: a bug
                 print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+            except Stopped as exc:  # it says where things stand and how to continue
+                print(one_line(exc), file=sys.stderr)
+                return EXIT_INTERRUPTED
             except KeyboardInterrupt:
                 print(f"interrupted: {interrupted}", file=sys.stderr)
                 return EXIT_INTERRUPTED
@@ -120,6 +123,13 @@ def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None:
         return f"be {'>' if low_open else '>='} {low}"
     return f"be {'<' if high_open else '<='} {high}"
+
+
+def add_allow_incomplete(parser: argparse.ArgumentParser) -> None:
+    """--allow_incomplete, the same in every command that uses a trained run (fer_lib.training.run_folder.sync_note)."""
+    parser.add_argument("--allow_incomplete", action="store_true",
+                        help="use a run whose folder holds only part of its training (Drive behind the training, "
+                             "or training not over); the output says so")
 
 
 POSITIVE_INT = int_range(1)

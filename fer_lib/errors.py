@@ -25,7 +25,19 @@ class FerError(ValueError):
 
     def _render_traceback_(self) -> list[str]:
         """What IPython shows in place of the traceback: the error's one line, its name in red."""
-        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {one_line(self)}"]
+        return _one_line_traceback(self)
+
+
+class Stopped(KeyboardInterrupt):
+    """Work stopped by the person (Ctrl-C, a notebook's stop button) or a scheduler (SIGTERM); the message is
+    one line saying where things stand and how to continue. A KeyboardInterrupt, so that whatever stops on
+    Ctrl-C stops on it; the commands exit 130 (fer_lib.cli), a notebook shows the line, not a traceback."""
+
+    _render_traceback_ = FerError._render_traceback_
+
+
+def _one_line_traceback(exc: BaseException) -> list[str]:
+    return [f"\x1b[1;31m{type(exc).__name__}\x1b[0m: {one_line(exc)}"]
 
 
 def one_line(exc: BaseException) -> str:

@@ -53,7 +53,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fer_lib import cli, devices
+from fer_lib import cli, devices, show
 from fer_lib import modalities as modality_names
 from fer_lib.data import cache
 from fer_lib.data.splits import Split
@@ -133,7 +133,7 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
              modalities: Optional[str] = None, split: str = "test", ablation: bool = False, batch_size: int = 8,
              device=None, num_workers: int = 0, progress: bool = True, verbose: bool = True,
              data_dir: Optional[str | Path] = None, clip_windows: bool = False, hop: Optional[float] = None,
-             allow_other_frozen_weights: bool = False) -> dict:
+             allow_other_frozen_weights: bool = False, allow_incomplete: bool = False) -> dict:
     """Evaluate `checkpoint` on the cached clips of one part of its split (module docstring).
 
     Returns {"out_dir": folder written, "results": {modality flag: metrics dict}, "ablation": rows or None,
@@ -141,11 +141,14 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
     "windows": {modality flag: metrics dict} with `clip_windows` (needs `data_dir`; `hop` seconds), else None}.
     `ablation=True` evaluates "a", "v" and "av" from the same weights (one pass over the data) and
     ignores `modalities`. `modalities=None`: those the checkpoint was trained with (its config.json).
-    `data_dir`: raw clips, preprocessed into `cache_dir` first when needed. Raises a FerError (one line).
+    `data_dir`: raw clips, preprocessed into `cache_dir` first when needed. A run that its folder holds
+    only in part (run_folder.sync_note) raises IncompleteRunError unless `allow_incomplete`; then, as for a
+    stopped run, the note is shown and written into the report and its subtitle. Raises a FerError (one line).
     """
     from fer_lib.data.dataset import RavdessDataset, make_loader
     from fer_lib.preprocess import ensure_cache
     from fer_lib.training import checkpoint as checkpoints
+    from fer_lib.training import run_folder
 
     if modalities is not None:
         modality_names.parse(modalities)
@@ -155,6 +158,7 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
         raise EvaluationError("--clip_windows opens the raw clips again: give --data_dir (the raw RAVDESS clips)")
     device = devices.resolve(device)
     ckpt_dir = checkpoints.resolve(checkpoint)
+    sync_note = run_folder.check_synced(ckpt_dir, allow_incomplete)
     out_root = check_writable(Path(out) if out else checkpoints.run_dir_of(ckpt_dir) / "eval")
     cache_dir = ensure_cache(data_dir, cache_dir)  # before the (slow) model load: bad input fails fast
     manifest = cache.read_manifest(cache_dir)
@@ -172,6 +176,10 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
         raise EvaluationError(f"the checkpoint's split.json has no {split} actors")
     dataset = RavdessDataset(cache_dir, actors)
     subtitle = split_actors.describe_part(split)
+    if sync_note is not None:
+        subtitle = f"{subtitle} · {sync_note.short}"
+        if verbose:
+            show.warning(sync_note.line)
     predictions = predict_modes(trained.model, make_loader(dataset, batch_size, num_workers), modes, progress=progress)
 
     folder = new_dir(out_root, f"{ckpt_dir.name}-{split}-{'ablation' if ablation else modalities}")
@@ -180,7 +188,8 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
         info = {"checkpoint": str(ckpt_dir), "split_name": split_actors.name, "part": split,
                 "actors": sorted(set(int(a) for a in predictions[flag].actors)), "modalities": flag,
                 "modalities_name": modality_names.display_name(flag), "cache_dir": str(cache_dir),
-                "cache_hash": manifest.get("hash"), "preset": trained.config.preset}
+                "cache_hash": manifest.get("hash"), "preset": trained.config.preset,
+                **({"run_state": sync_note.line} if sync_note is not None else {})}
         results[flag] = report_from_predictions(predictions[flag], folder / flag if ablation else folder, subtitle, info)
     rows = ablation_table(results, folder, subtitle) if ablation else None
     windowed = None
@@ -241,11 +250,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="seconds between the windows of --clip_windows (default half a window)")
     parser.add_argument("--allow_other_frozen_weights", action="store_true",
                         help="evaluate although the pretrained weights differ from those the checkpoint was trained with")
+    cli.add_allow_incomplete(parser)
     args = parser.parse_args(argv)
     evaluate(args.checkpoint, args.cache_dir, args.out, modalities=args.modalities, split=args.split,
              ablation=args.ablation, batch_size=args.batch_size, device=args.device, num_workers=args.num_workers,
              progress=not args.no_progress, data_dir=args.data_dir, clip_windows=args.clip_windows, hop=args.hop,
-             allow_other_frozen_weights=args.allow_other_frozen_weights)
+             allow_other_frozen_weights=args.allow_other_frozen_weights, allow_incomplete=args.allow_incomplete)
     return 0
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -463,6 +464,17 @@ def _html_tables(view: ClassView) -> str:
             f"<b>most frequent confusions</b><ul>{top}</ul></div>")
 
 
+def _run_state(predictions) -> Optional[str]:
+    """The `run_state` note that evaluate wrote beside a predictions.csv (None: none, or not a path)."""
+    if not isinstance(predictions, (str, Path)):
+        return None
+    folder = Path(predictions) if Path(predictions).is_dir() else Path(predictions).parent
+    try:
+        return json.loads((folder / "metrics.json").read_text()).get("run_state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def widgets_available() -> bool:
     """True in a notebook kernel with ipywidgets importable (Colab, Jupyter); False in a terminal or test."""
     if not show.in_notebook():
@@ -482,10 +494,14 @@ def explore(predictions, cache_dir: Optional[str | Path] = None, subtitle: str =
     tells the story on GitHub and in headless runs, where no widget renders (nothing in the kernel
     can tell that the output will be read there). `"auto"`: the static view only where widgets
     cannot work at all (no notebook kernel or no ipywidgets); `False`: never. `video_dir`: the
-    RAVDESS folder, for playing the original clips; when it holds none, the explorer says so.
-    Returns the ConfusionExplorer.
+    RAVDESS folder, for playing the original clips; when it holds none, the explorer says so. Predictions
+    of an evaluation of an incomplete run (its metrics.json's `run_state`: run_folder.sync_note) say so
+    first. Returns the ConfusionExplorer.
     """
     explorer = ConfusionExplorer(predictions, cache_dir, subtitle, video_dir=video_dir)
+    run_state = _run_state(predictions)
+    if run_state:
+        show.warning(run_state)
     if not explorer.videos:
         show.markdown(f"The original videos are not available{f' under {video_dir}' if video_dir else ''}: "
                       "the explorer shows each clip's face crops and audio from the cache, without its video.")

@@ -148,15 +148,18 @@ def face_notes(windows: list[Window], use_audio: bool, name: str) -> list[str]:
 
 def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str | Path] = None,
                   hop: Optional[float] = None, modalities: str = "auto", batch_size: int = 4, device=None,
-                  progress: bool = True, verbose: bool = True, allow_other_frozen_weights: bool = False) -> dict:
+                  progress: bool = True, verbose: bool = True, allow_other_frozen_weights: bool = False,
+                  allow_incomplete: bool = False) -> dict:
     """Per-window emotion probabilities of `video` and its overall label (module docstring).
 
     Returns the content of prediction.json plus "out_dir" and "window_rows" (the rows of windows.csv).
     Raises a FerError (one line) for a missing file or checkpoint, a device this machine lacks, or nothing
     usable to predict from; an OSError naming the path, before any work, for an output folder that cannot
-    be written or whose disk is full.
+    be written or whose disk is full. A run that its folder holds only in part (run_folder.sync_note):
+    IncompleteRunError unless `allow_incomplete`; then the note is one of the warnings, in prediction.json too.
     """
     from fer_lib.training import checkpoint as checkpoints
+    from fer_lib.training import run_folder
 
     if modalities not in MODES:
         raise PredictionError(f"unknown modalities {modalities!r}: use auto, av, a or v")
@@ -165,6 +168,7 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
         raise PredictionError(f"video not found: {video}")
     device = devices.resolve(device)
     ckpt_dir = checkpoints.resolve(checkpoint)
+    sync_note = run_folder.check_synced(ckpt_dir, allow_incomplete)
     out_root = check_writable(Path(out) if out else default_out_dir(ckpt_dir, video))
     trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
     inp = trained.config.input
@@ -177,6 +181,7 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device)
     done, probs = classify_windows(trained.model, windows, batch_size, progress)
     notes += face_notes(done, use_audio, video.name) if use_visual else []
+    notes += [sync_note.line] if sync_note is not None else []
     for note in notes:
         warnings.warn(f"{video.name}: {note}", stacklevel=2)
 
@@ -242,12 +247,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--allow_other_frozen_weights", action="store_true",
                         help="predict although the pretrained weights differ from those the checkpoint was trained with")
+    cli.add_allow_incomplete(parser)
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed once below, as one line each
         result = predict_video(args.video, args.checkpoint, args.out, hop=args.hop, modalities=args.modalities,
                                batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-                               allow_other_frozen_weights=args.allow_other_frozen_weights)
+                               allow_other_frozen_weights=args.allow_other_frozen_weights,
+                               allow_incomplete=args.allow_incomplete)
     for note in result["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     return 0

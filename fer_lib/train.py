@@ -43,6 +43,13 @@ this one's weights with `--resume_from RUN/checkpoints/best` (a fresh optimizer 
 One process trains into a run folder at a time: a second one stops at once with one line naming the
 holder (`fer_lib.locking`; the lease of a holder that crashed or lost its runtime is taken over).
 
+Stopping (Ctrl-C, a notebook's stop button, SIGTERM): the step under way finishes, a checkpoint of it is
+written and the run copied to Drive, and one line (`fer_lib.errors.Stopped`, exit status 130) says
+`stopped at epoch E (step S); Drive holds epoch D; run 03 again (or the same command) to continue`
+(fer_lib/training/stopping.py). The run folder records its sync state (`sync_state.json`:
+run_folder.py); a training that ends while the run folder on Drive lacks part of it (Drive gone, or
+full) is not done: DriveBehindError, one line saying what Drive holds against what training reached.
+
 Several GPUs: the same command under `torchrun --nproc_per_node N -m fer_lib.train ...` or
 `accelerate launch --num_processes N -m fer_lib.train ...` runs DDP; `--batch_size` is per process.
 Process 0 writes all files.
@@ -74,16 +81,18 @@ from fer_lib.config import PRESETS, ConfigError, ModelConfig, TrainConfig, get_p
 from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, default_num_workers
 from fer_lib.data.splits import DEFAULT_FOLDS, get_split
+from fer_lib.errors import Stopped
 from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, layer_mix
 from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
 from fer_lib.training.checkpoint import CheckpointError
-from fer_lib.training.drive_sync import DriveSync
+from fer_lib.training.drive_sync import DriveBehindError, DriveSync
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
 from fer_lib.training.loop import Progress, Trainer
 from fer_lib.training.optim import build_optimizer
+from fer_lib.training.stopping import StopRequest
 
 DEFAULT_PRESET = "lightweight"
 # Which config field freezes each of the model's PRETRAINED_PARTS.
@@ -146,15 +155,15 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     # Process 0 holds the run folder until the run ends: a second trainer into it stops at once.
-    with run_folder.hold(run_dir) if accelerator.is_main_process else nullcontext():
+    stop = StopRequest()
+    with stop.installed(), run_folder.hold(run_dir) if accelerator.is_main_process else nullcontext():
         return _train(accelerator, run_dir, config, model_cfg, train_cfg, cache_dir, data_dir, embedding_dir,
-                      show_progress, local_dir, sync_minutes, allow_other_frozen_weights)
+                      show_progress, local_dir, sync_minutes, allow_other_frozen_weights, stop)
 
 
 def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: ModelConfig, train_cfg: TrainConfig,
            cache_dir, data_dir, embedding_dir, show_progress: bool, local_dir, sync_minutes: float,
-           allow_other_frozen_weights: bool) -> TrainResult:
-    say = accelerator.print
+           allow_other_frozen_weights: bool, stop: StopRequest) -> TrainResult:
     with accelerator.main_process_first():
         cache_dir = ensure_cache(data_dir, cache_dir)
     cache.check_inputs(cache_dir, model_cfg.input)
@@ -170,6 +179,20 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
             "folder inside it), so the run would be copied into itself; choose a folder outside --save_dir, on the "
             "machine's own disk (e.g. /content/fer_local in Colab)")
     sync = DriveSync(work_dir, run_dir, sync_minutes) if local_dir and accelerator.is_main_process else None
+    try:
+        return _train_held(accelerator, run_dir, work_dir, sync, config, model_cfg, train_cfg, cache_dir, clips, split,
+                           split_info, embedding_dir, show_progress, sync_minutes, allow_other_frozen_weights, stop)
+    except KeyboardInterrupt as interrupt:  # SIGINT / SIGTERM (stopping.py): one line, where things stand
+        if isinstance(interrupt, Stopped):
+            raise
+        raise Stopped(_stopped(run_dir, work_dir, sync, accelerator.is_main_process)) from None
+
+
+def _train_held(accelerator: Accelerator, run_dir: Path, work_dir: Path, sync: Optional[DriveSync], config: dict,
+                model_cfg: ModelConfig, train_cfg: TrainConfig, cache_dir: Path, clips, split, split_info: dict,
+                embedding_dir, show_progress: bool, sync_minutes: float, allow_other_frozen_weights: bool,
+                stop: StopRequest) -> TrainResult:
+    say = accelerator.print
     with accelerator.main_process_first():  # process 0 prepares the folders first
         if accelerator.is_main_process:  # holding the run folder: no other process writes there
             for folder in {run_dir, work_dir}:
@@ -191,6 +214,8 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     if accelerator.is_main_process:  # only now: a command refused above has written nothing
         for folder in {run_dir, work_dir}:
             run_folder.write(folder, config, split_info)
+        if sync is None:
+            _record(run_dir, "training")
     every = f"at most every {sync_minutes:g} minutes" if sync_minutes else "after every checkpoint"
     copied = f" (written to {work_dir} first, copied {every} and at the end)" if sync else ""
     say(f"run folder: {run_dir}{copied}\n{split.describe()}\n"
@@ -223,7 +248,7 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
                       train_items=items(split.train, train_cfg.augment), val_items=items(split.val, False),
                       train_cfg=train_cfg, config=config, split=split_info, run_dir=work_dir, log=log,
                       progress=progress, modalities=modalities, num_workers=num_workers, show_progress=show_progress,
-                      sync=sync)
+                      sync=sync, stop=stop)
     if state is not None:
         trainer.restore(state)
     if train_cfg.use_wandb and accelerator.is_main_process:
@@ -233,10 +258,18 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
         log.draw_curves()
     finally:
         log.finish()
+    if trainer.stopped:
+        raise Stopped(_stopped(run_dir, work_dir, sync, accelerator.is_main_process))
     if accelerator.is_main_process:
         _plot_layer_weights(accelerator.unwrap_model(model), work_dir)
     if sync is not None:
-        sync.finish()
+        if not sync.finish():
+            trained, on_drive = (checkpoint.describe_progress(p) for p in sync.progress())
+            raise DriveBehindError(f"training reached {trained}, but the run folder on Drive holds {on_drive}: "
+                                   f"{sync.failure}")
+        sync.record("finished")
+    elif accelerator.is_main_process:
+        _record(run_dir, "finished")
 
     result = TrainResult(
         run_dir=run_dir, best_checkpoint=run_dir / "checkpoints" / "best", last_checkpoint=run_dir / "checkpoints" / "last",
@@ -246,6 +279,32 @@ def _train(accelerator: Accelerator, run_dir: Path, config: dict, model_cfg: Mod
     )
     say(_report(result))
     return result
+
+
+def _record(run_dir: Path, state: str) -> None:
+    """The sync state of a run folder written directly (no working copy: it holds all that was trained)."""
+    progress = checkpoint.read_progress(run_dir / "checkpoints" / "last")
+    run_folder.record_sync(run_dir, state, progress, progress)
+
+
+def _stopped(run_dir: Path, work_dir: Path, sync: Optional[DriveSync], is_main: bool) -> str:
+    """After a stop request: copy the run to Drive (when it is there), record the sync state; the one line to show."""
+    again = "run 03 again (or the same command) to continue"
+    if not is_main:
+        return f"stopped; {again}"
+    if checkpoint.read_progress(work_dir / "checkpoints" / "last") is None or (sync is not None and not sync.started):
+        return f"stopped before training began (the run folder is as it was); {again}"
+    if sync is not None:
+        sync.record("stopped" if sync.finish() else "training")
+        trained, on_drive = sync.progress()
+        held = f"Drive holds {checkpoint.describe_progress(on_drive)}"
+        if on_drive != trained:
+            held += f" ({sync.failure})" if sync.failure else ""
+    else:
+        _record(run_dir, "stopped")
+        trained = checkpoint.read_progress(run_dir / "checkpoints" / "last")
+        held = f"{run_dir} holds it"
+    return f"stopped at {checkpoint.describe_progress(trained)}; {held}; {again}"
 
 
 def _plot_layer_weights(model, run_dir: Path) -> None:

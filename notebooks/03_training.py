@@ -119,6 +119,12 @@ show.training_plan(PRESET, config.batch_size)
 # The printout names the run folder, the actors of each part, the device and precision (bf16 on an
 # A100). The loss and accuracy curves below update after every epoch. Early stopping watches the
 # validation macro-F1.
+#
+# **Stopping this cell** (the stop button) finishes the step under way, writes a checkpoint of it, copies
+# the run to Drive and says in one line where it stopped and what Drive holds; run the notebook again to
+# continue. A new runtime (after a disconnect) takes the run over once the old one has been silent for
+# 2 minutes. If Drive is still gone when training ends, the cell fails with one line saying what Drive
+# holds against what training reached: remount Drive and run it again (nothing is trained twice).
 
 # %%
 result = train(cache_dir, layout.runs, PRESET, config, run_name=RUN_NAME,

@@ -83,7 +83,9 @@ cache_dir = cache.copy_to_local(layout.preprocessed, layout.local_preprocessed) 
 # `eval/` (earlier evaluations are never overwritten).
 
 # %%
-report = evaluate(layout.run(RUN_NAME), cache_dir, ablation=True)
+# A run that Drive holds only in part (its training lost Drive, or is not over) is evaluated all the same,
+# with a warning here and in the report; the command line refuses it without --allow_incomplete.
+report = evaluate(layout.run(RUN_NAME), cache_dir, ablation=True, allow_incomplete=True)
 show.evaluation(report)
 
 # %% [markdown]

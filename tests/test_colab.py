@@ -1,12 +1,6 @@
-"""The simulated Colab: the notebooks as a person runs them in fresh Colab runtimes, by papermill.
-
-Each notebook runs in a kernel of its own with a `/content` of its own (FER_COLAB_CONTENT), as each
-Colab notebook gets a fresh runtime, and with the fake `google.colab` of tests/fake_colab imported at
-start, as Colab does. Google Drive is a folder of the test that the fake `drive.mount` shows at
-`/content/drive`; it is all that persists from one notebook to the next. The setup cell's REPO_URL
-form field is set to a local bare Git repository holding this checkout as it is, so the code the
-notebooks run is the code they cloned (the kernel's PYTHONPATH holds only the fake package). pip runs
-with PIP_NO_INDEX: it finds everything installed and may change nothing.
+"""The simulated Colab (tests/colab_sim.py): the notebooks as a person runs them in fresh Colab runtimes, by
+papermill, with a Drive that persists from one runtime to the next and the code cloned from a local bare
+Git repository holding this checkout as it is.
 
 Run All of 00 to 05 in smoke mode, in order (02 takes the code from a copy on Drive instead of git),
 with Drive unmounted in 03 after the copy of epoch 1 and back after epoch 2; then the ways the setup
@@ -17,95 +11,22 @@ cell stops (the placeholder REPO_URL, a wrong one) and a fixable error shown as 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
-
 import nbformat
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
+from colab_sim import FAKE_COLAB, Colab, bare_repository, error_of, mark_installed, outputs, text_of
 from fer_lib import notebook_tools
 from fer_lib.training import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-FAKE_COLAB = Path(__file__).resolve().parent / "fake_colab"
 NOTEBOOKS = [py.stem for py, _ in notebook_tools.pairs()]
 EXTRA_PARAMETERS = {"03_training": {"SYNC_MINUTES": 0}}  # copy to Drive after every epoch: the drop is seen
 DROP_MESSAGE = "Google Drive is not mounted (or disconnected): training goes on"
-
-
-def bare_repository(destination: Path) -> str:
-    """A file:// URL of a bare Git repository holding this checkout's files as they are now."""
-    work = destination / "checkout"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, work / name)
-    git = ["git", "-c", "user.name=simulated colab", "-c", "user.email=colab@example.invalid"]
-    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "this checkout"]):
-        subprocess.run(git + command, cwd=work, check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(destination / "fer_lib.git")], check=True)
-    return f"file://{destination / 'fer_lib.git'}"
-
-
-class Colab:
-    """Fresh Colab runtimes sharing one Google Drive (`drive`, holding MyDrive/)."""
-
-    def __init__(self, root: Path, repo_url: str):
-        self.root, self.repo_url = root, repo_url
-        self.drive = root / "google_drive"
-        (self.drive / "MyDrive").mkdir(parents=True)
-        startup = root / "ipython" / "profile_default" / "startup"
-        startup.mkdir(parents=True)
-        (startup / "00-colab.py").write_text("import google.colab\n")
-
-    @property
-    def fer(self) -> Path:
-        """MyDrive/fer: the notebooks' default root in Colab."""
-        return self.drive / "MyDrive" / "fer"
-
-    @property
-    def smoke(self) -> Path:
-        """MyDrive/fer/smoke: the root of SMOKE mode, where the smoke notebooks hand results to one another."""
-        return self.fer / "smoke"
-
-    def content(self, runtime: str) -> Path:
-        """The runtime's /content."""
-        return self.root / f"content_{runtime}"
-
-    def log(self, runtime: str) -> list[dict]:
-        path = self.content(runtime) / "fake_colab.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-    def run(self, name: str, parameters: dict, form: dict | None = None, drop: dict | None = None,
-            runtime: str | None = None):
-        """Run notebook `name` in a fresh runtime (named `runtime`, default `name`); returns the executed
-        notebook. A failed cell raises PapermillExecutionError; the notebook is saved anyway (`executed`)."""
-        runtime = runtime or name
-        content = self.content(runtime)
-        content.mkdir(exist_ok=True)  # a test may have put something there first (pip's stamp: installed)
-        env = {"FER_COLAB_CONTENT": str(content), "FAKE_COLAB_DRIVE": str(self.drive),
-               "FAKE_COLAB_LOG": str(content / "fake_colab.jsonl"), "IPYTHONDIR": str(self.root / "ipython"),
-               "PYTHONPATH": str(FAKE_COLAB), "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-               "FAKE_COLAB_DRIVE_DROP": json.dumps(drop) if drop else ""}
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            return notebook_tools.execute(notebook_tools.NOTEBOOK_DIR / f"{name}.ipynb", self.executed(runtime),
-                                          parameters, cwd=content, form={"REPO_URL": self.repo_url, **(form or {})})
-
-    def executed(self, runtime: str):
-        return self.content(runtime) / "executed.ipynb"
-
-    def code_cells(self, runtime: str) -> list:
-        return [cell for cell in nbformat.read(self.executed(runtime), as_version=4).cells if cell.cell_type == "code"]
 
 
 @pytest.fixture(scope="module")
@@ -132,21 +53,6 @@ def run_all(colab) -> dict:
                     "mountpoint": str(colab.content(name) / "drive"), "unmount_at": 1, "mount_at": 2}
         executed[name] = colab.run(name, {"SMOKE": True, **EXTRA_PARAMETERS.get(name, {})}, form, drop)
     return executed
-
-
-def outputs(notebook, kind: str = "") -> list[dict]:
-    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-            if not kind or out.get("output_type") == kind]
-
-
-def text_of(notebook) -> str:
-    """Everything a person reads in the notebook's outputs: streams, markdown and plain text."""
-    parts = []
-    for out in outputs(notebook):
-        parts.append(out.get("text", ""))
-        data = out.get("data", {})
-        parts.append(data.get("text/markdown", "") + data.get("text/plain", ""))
-    return "".join(parts)
 
 
 # What each notebook must leave on Drive (in SMOKE mode's root, MyDrive/fer/smoke), beyond finishing without an error.
@@ -220,14 +126,6 @@ def test_setup_cell_shows_gits_message_for_a_wrong_url(colab, tmp_path):
     assert "does not appear to be a git repository" in error["evalue"] and "Check REPO_URL" in error["evalue"]
 
 
-def mark_installed(content: Path) -> None:
-    """A fresh runtime folder whose packages count as installed (prepare_runtime's stamp), so that pip is not run
-    again: the Run All above shows that it runs."""
-    content.mkdir(parents=True)
-    requirements = (REPO / "requirements-colab.txt").read_bytes()
-    (content / ".fer_lib_requirements.sha256").write_text(hashlib.sha256(requirements).hexdigest())
-
-
 def setup_cell(colab: Colab, runtime: str, repo_url: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The setup cell alone, with `repo_url` typed into its form, run as Colab runs it (google.colab imported
     first) in a fresh runtime `runtime` with its packages installed (`mark_installed`)."""
@@ -272,8 +170,7 @@ def test_a_fixable_error_is_one_line_and_stops_run_all(run_all, colab):
         smoke_root = colab.content("one_line") / "drive" / "MyDrive" / "fer" / "smoke"  # holds a cache, not this run
         colab.run("04_evaluation", {"ROOT": str(smoke_root), "RUN_NAME": "no_such_run"}, runtime="one_line")
     cells = colab.code_cells("one_line")
-    failed = next(i for i, cell in enumerate(cells) if any(out.output_type == "error" for out in cell.outputs))
-    error = next(out for out in cells[failed].outputs if out.output_type == "error")
+    failed, error = error_of(colab, "one_line")
     assert error["ename"] == "CheckpointError" and len(error["traceback"]) == 1
     assert "checkpoint not found" in error["traceback"][0] and "Traceback" not in error["traceback"][0]
     assert not any(cell.get("execution_count") for cell in cells[failed + 1:])

@@ -1,5 +1,5 @@
 """Notebook 01's rows of the lifecycle matrix: what a Colab user sees and keeps when the download meets
-the events of a real network, run as Run All runs it (papermill, the simulated Colab of tests/test_colab.py)
+the events of a real network, run as Run All runs it (papermill, the simulated Colab of tests/colab_sim.py)
 against the records server of tests/test_download.py.
 
 `ROWS` is the table, one test per row: event -> what the user must read in 01's output (in order), what
@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import nbformat
 import pytest
 from papermill.exceptions import PapermillExecutionError
-from test_colab import Colab, bare_repository, mark_installed, text_of
+from colab_sim import Colab, bare_repository, text_of
 from test_download import RecordServer, build_zips
 
 from fer_lib.data import cache
@@ -107,11 +107,10 @@ def play(synthetic_clips, tmp_path_factory) -> Callable[[str], Played]:
             server = RecordServer(zips)
             server.faults = {file: list(faults) for file, faults in plan.faults.items()}
             server.throttle = dict(plan.throttle)
-            colab = Colab(tmp_path_factory.mktemp(name.replace(" ", "_")), repo_url)
+            colab = Colab(tmp_path_factory.mktemp(name.replace(" ", "_")), repo_url, preinstalled=True)
             result = played[name] = Played(colab, server, [], [])
             try:
                 for run in range(plan.runs):
-                    mark_installed(colab.content(f"run{run}"))
                     try:
                         colab.run(NOTEBOOK, {"ACTORS": plan.actors, "SOURCE": server.url, "WORKERS": 1},
                                   runtime=f"run{run}")

@@ -516,6 +516,90 @@ def test_a_save_killed_midway_leaves_nothing_behind(synthetic_cache, tmp_path):
     assert hidden == [".spare"] and not list(tmp.iterdir())  # only the slot the next save is written into
 
 
+# Where a real SIGINT is sent, as the stop button sends it: in the `n`-th call of a step, a checkpoint write
+# or a Drive copy; the handler runs inside that call.
+STOP_IN = {"step": ("fer_lib.training.loop", "Trainer", "_optimizer_step"),
+           "save": ("fer_lib.training.checkpoint", None, "_write"),
+           "copy": ("fer_lib.training.drive_sync", "DriveSync", "_push")}
+# A process that does the same to itself (STOP_IN, STOP_AT), SIGINT restored first (a background job of a
+# script would have it ignored).
+STOPPER = ("import importlib, os, signal, sys\n"
+           "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+           "module, cls, name = {STOP_IN}[os.environ['STOP_IN']]\n"
+           "owner = importlib.import_module(module)\n"
+           "owner = getattr(owner, cls) if cls else owner\n"
+           "real, calls = getattr(owner, name), []\n"
+           "def stopping(*args, **kwargs):\n"
+           "    calls.append(1)\n"
+           "    if len(calls) == int(os.environ['STOP_AT']):\n"
+           "        os.kill(os.getpid(), signal.SIGINT)\n"
+           "    return real(*args, **kwargs)\n"
+           "setattr(owner, name, stopping)\n"
+           "from fer_lib.train import main\n"
+           "sys.exit(main(sys.argv[1:]))\n").replace("{STOP_IN}", repr(STOP_IN))
+
+
+def stop_in_this_process(where: str, at: int, monkeypatch) -> None:
+    """The same as STOPPER, in this process."""
+    import importlib
+
+    module, cls, name = STOP_IN[where]
+    owner = importlib.import_module(module)
+    owner = getattr(owner, cls) if cls else owner
+    real, calls = getattr(owner, name), []
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, stopping)
+
+
+def test_stopping_keeps_every_step_and_the_rerun_equals_an_uninterrupted_run(short_run, synthetic_cache, tmp_path,
+                                                                              monkeypatch, capsys):
+    """Issue 21.2: SIGINT in a step (of a real process), in a checkpoint write, in a Drive copy: each run ends with
+    exit 130 and one line, Drive holds what was trained, and the reruns end where the uninterrupted run ends."""
+    save, local = tmp_path / "drive", tmp_path / "local"
+    args = ["--cache_dir", str(synthetic_cache.root), "--save_dir", str(save), "--run_name", "r", "--config_type",
+            "tiny", "--batch_size", "1", "--grad_accum_steps", "1", "--max_epochs", "2", "--lr", "1e-3",
+            "--num_workers", "0", "--warmup_ratio", "0", "--early_stopping_patience", "50", "--seed", "7",
+            "--local_dir", str(local), "--sync_minutes", "0", "--checkpoint_every_steps", "1"]
+    rng = np.random.default_rng()
+    reached = []
+    for where, at in (("step", rng.integers(1, 4)), ("save", rng.integers(1, 3)), ("copy", rng.integers(1, 3))):
+        if where == "step":
+            env = {**os.environ, "PYTHONPATH": str(REPO), "STOP_IN": where, "STOP_AT": str(at)}  # threads as here
+            stopped = subprocess.run([sys.executable, "-c", STOPPER, *args], env=env, capture_output=True, text=True,
+                                     timeout=300)
+            status, err = stopped.returncode, stopped.stderr
+        else:
+            with monkeypatch.context() as patch:
+                stop_in_this_process(where, at, patch)
+                status = main(args)
+            err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert status == 130, (where, at, err[-3000:])
+        assert "Traceback" not in err and lines[-1].startswith("stopped at epoch "), (where, at, lines)
+        assert "Drive holds epoch" in lines[-1] and lines[-1].endswith("run 03 again (or the same command) to continue")
+        trained = checkpoint.read_progress(local / "r" / "checkpoints" / "last")
+        assert checkpoint.read_progress(save / "r" / "checkpoints" / "last") == trained  # nothing only local
+        assert json.loads((save / "r" / "sync_state.json").read_text())["state"] == "stopped"
+        reached.append(trained["step"])
+    assert reached == sorted(reached) and reached[-1] < 8, reached  # each run went on from the one before
+
+    resumed = train(synthetic_cache.root, save, "tiny", quick_config(max_epochs=2, augment=True,
+                    checkpoint_every_steps=1), run_name="r", local_dir=local, sync_minutes=0, show_progress=False)
+    assert metrics_without_time(resumed.run_dir) == metrics_without_time(short_run.run_dir)
+    a = checkpoint.load(short_run.run_dir / "checkpoints" / "last")
+    b = checkpoint.load(resumed.run_dir / "checkpoints" / "last")
+    assert a.progress == b.progress
+    for name in a.weights:
+        assert torch.equal(a.weights[name], b.weights[name]), name
+    assert json.loads((save / "r" / "sync_state.json").read_text())["state"] == "finished"
+
+
 # --------------------------------------------------------------------------------------------
 # Several processes
 # --------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def publish(folder: Path, root: Path, name: str) -> Path:
 
 def load(path: str | Path) -> Checkpoint:
     """Read a checkpoint folder; CheckpointError (one line naming the file) if it is not a complete one, or a
-    file in it is damaged: unreadable, or its JSON with values of the wrong type or range (`read_progress`,
+    file in it is damaged: unreadable, or its JSON with values of the wrong type or range (`read_progress_file`,
     `read_config`)."""
     path = Path(path)
     missing = [name for name in FILES if not (path / name).is_file()]
@@ -121,7 +121,7 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"not a checkpoint folder: {path} (missing {', '.join(missing)})")
     readers = {WEIGHTS: lambda file: load_file(str(file)),
                STATE: lambda file: torch.load(file, map_location="cpu", weights_only=True),
-               PROGRESS: read_progress, CONFIG: read_config, SPLIT: lambda file: json.loads(file.read_text())}
+               PROGRESS: read_progress_file, CONFIG: read_config, SPLIT: lambda file: json.loads(file.read_text())}
     content = {}
     for name, read in readers.items():
         try:
@@ -133,7 +133,7 @@ def load(path: str | Path) -> Checkpoint:
                       config=content[CONFIG], split=content[SPLIT], path=path)
 
 
-def read_progress(file: Path) -> dict:
+def read_progress_file(file: Path) -> dict:
     """trainer_state.json: the fields of `Progress` (training/loop.py), of their types and ranges (ConfigError)."""
     from fer_lib.config import from_dict
     from fer_lib.training.loop import Progress
@@ -178,11 +178,25 @@ def find(run_dir: str | Path, name: str = "last") -> Optional[Path]:
 
 def progress_of(folder: Path) -> Optional[tuple[int, int]]:
     """(epoch, batches done) of the checkpoint in `folder`, for ordering two copies; None if there is none."""
+    progress = read_progress(folder)
+    return None if progress is None else (progress["epoch"], progress["batches_done"])
+
+
+def read_progress(folder: Path) -> Optional[dict]:
+    """The trainer_state.json of the checkpoint in `folder`; None if there is none (or it cannot be read, or is damaged:
+    ConfigError is a ValueError)."""
     try:
-        progress = json.loads((folder / PROGRESS).read_text())
+        return read_progress_file(folder / PROGRESS)
     except (OSError, ValueError):
         return None
-    return progress["epoch"], progress["batches_done"]
+
+
+def describe_progress(progress: Optional[dict]) -> str:
+    """'epoch 3 (step 41)', 'epoch 3 and 5 batches (step 46)' (epochs completed), or 'no checkpoint'."""
+    if progress is None:
+        return "no checkpoint"
+    batches = f" and {progress['batches_done']} batches" if progress.get("batches_done") else ""
+    return f"epoch {progress['epoch']}{batches} (step {progress['step']})"
 
 
 def clean_staging(run_dir: str | Path) -> list[Path]:

@@ -21,6 +21,10 @@ run will be copied to Drive when it is back, and it is copied at the first check
 is said once per epoch too, and retried at the next checkpoint; Drive keeps its previous complete
 copy meanwhile.
 
+The run folder on Drive records its sync state (run_folder.py, `sync_state.json`): after every copy,
+as "training", and train.py records "finished" or "stopped" at the end. A final copy that fails
+leaves it as it was, and `failure` says why, for train.py's one-line error.
+
 Where a run resumes from (`start`): the working copy is empty in a fresh runtime, and Drive's run
 folder is copied into it; in the runtime that trained it, it may be ahead of Drive (Drive was gone),
 and it is kept. A run folder that is new on Drive discards a stale working copy of the same name.
@@ -34,9 +38,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fer_lib import colab, show
-from fer_lib.errors import one_line
+from fer_lib.errors import FerError, one_line
 from fer_lib.fileio import atomic_copy
-from fer_lib.training import checkpoint
+from fer_lib.training import checkpoint, run_folder
+
+class DriveBehindError(FerError):
+    """Training ended, but the run folder on Drive does not hold all of it; the message says what to do."""
+
 
 CHECKPOINTS = ("best", "last")  # in this order: `last` never names a newer best than `best` holds
 
@@ -52,11 +60,15 @@ class DriveSync:
         self.last_copy = self.last_save = clock()
         self.behind = False  # a due copy failed or Drive was gone: copy at the next chance
         self.warned: set[Optional[int]] = set()  # epochs whose failed copy was reported
+        self.failure: Optional[str] = None  # what the last failed copy said
+        self.on_drive: Optional[dict] = None  # the progress of Drive's `last` when Drive was last seen
+        self.started = False
 
     def start(self) -> None:
         """Prepare the working copy (see the module docstring); copy it to Drive at once when it is ahead."""
         if self.fresh and self.work_dir.exists():
             shutil.rmtree(self.work_dir)
+        self.on_drive = checkpoint.read_progress(self.drive_dir / "checkpoints" / "last")
         drive = checkpoint.progress_of(self.drive_dir / "checkpoints" / "last")
         work = checkpoint.progress_of(self.work_dir / "checkpoints" / "last")
         if drive is not None and (work is None or drive > work):
@@ -64,7 +76,9 @@ class DriveSync:
         elif work is not None and (drive is None or work > drive):
             self.behind = True
             self.copy(epoch=None)
+        self.record("training")
         self.last_copy = self.last_save = self.clock()
+        self.started = True
 
     def after_save(self, epoch: int) -> None:
         """After each checkpoint of the working copy: copy it when due (`epoch`: 0-based, for the messages)."""
@@ -75,23 +89,35 @@ class DriveSync:
             self.copy(epoch)
 
     def finish(self) -> bool:
-        """Copy what is not on Drive yet; True when Drive has the whole run."""
+        """Copy what is not on Drive yet; True when Drive has the whole run (else `failure` says why)."""
         return self.copy(epoch=None, final=True)
 
     def copy(self, epoch: Optional[int], final: bool = False) -> bool:
-        """Copy the working copy's changes to Drive now; on failure say so (once per epoch) and return False."""
+        """Copy the working copy's changes to Drive now; on failure say so (once per epoch; `final`: only in
+        `failure`, for the caller's error) and return False."""
         try:
             colab.check_mounted(self.drive_dir)
             self._push()
         except (OSError, colab.ColabError) as exc:
             self.behind = True
-            if final or epoch not in self.warned:
+            self.failure = self._failure(exc, final)
+            if not final and epoch not in self.warned:
                 self.warned.add(epoch)
-                self.warn(self._failure(exc, final))
+                self.warn(self.failure)
             return False
         self.behind = False
         self.last_copy = self.clock()
+        self.on_drive = checkpoint.read_progress(self.drive_dir / "checkpoints" / "last")
+        self.record("training")
         return True
+
+    def progress(self) -> tuple[Optional[dict], Optional[dict]]:
+        """The progress of the working copy's `last` and of Drive's when Drive was last seen (None: no checkpoint)."""
+        return checkpoint.read_progress(self.work_dir / "checkpoints" / "last"), self.on_drive
+
+    def record(self, state: str) -> bool:
+        """Write the sync state of the run folder on Drive (False when Drive is gone)."""
+        return run_folder.record_sync(self.drive_dir, state, *self.progress())
 
     def _push(self) -> None:
         for path in self._small_files():
@@ -108,7 +134,7 @@ class DriveSync:
         """Drive's run folder (its files and `last`) into the working copy."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         for path in sorted(self.drive_dir.iterdir()):
-            if path.is_file() and not path.name.startswith("."):
+            if path.is_file() and not path.name.startswith(".") and path.name != run_folder.SYNC_STATE:
                 local = atomic_copy(path, self.work_dir / path.name)
                 self.copied[local] = (local.stat().st_size, local.stat().st_mtime_ns)
         checkpoint.publish(self.drive_dir / "checkpoints" / "last", self.work_dir / "checkpoints", "last")

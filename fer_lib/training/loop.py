@@ -22,6 +22,10 @@ regenerates the epoch's order and skips the batches already trained, restores th
 the running sums of the epoch's train metrics: the resumed run computes exactly what the
 uninterrupted one would. Metrics are logged before the epoch's checkpoint, so a crash between the
 two redoes the epoch and its row is replaced, not duplicated.
+
+Stopping (SIGINT, SIGTERM: stopping.py): a request is looked at after every optimizer step and after
+every epoch's checkpoint; mid-epoch the loop writes `last` of that step first (as
+`checkpoint_every_steps` would), then `fit` returns with `stopped` set.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from fer_lib.training.drive_sync import DriveSync
 from fer_lib.training.items import TrainingItems
 from fer_lib.training.logging import MetricsLog
 from fer_lib.training.optim import build_scheduler, restore_schedule
+from fer_lib.training.stopping import StopRequest
 from fer_lib.training.sampler import EpochBatches
 
 
@@ -78,8 +83,9 @@ class Trainer:
     def __init__(self, *, model, optimizer, accelerator: Accelerator, train_items: TrainingItems,
                  val_items: TrainingItems, train_cfg, config: dict, split: dict, run_dir: Path, log: MetricsLog,
                  progress: Progress, modalities: tuple[str, ...], num_workers: int, show_progress: bool = True,
-                 sync: Optional[DriveSync] = None):
+                 sync: Optional[DriveSync] = None, stop: Optional[StopRequest] = None):
         self.model, self.optimizer, self.accelerator, self.sync = model, optimizer, accelerator, sync
+        self.stop, self.stopped = stop, False
         self.cfg, self.config, self.split, self.run_dir, self.log = train_cfg, config, split, run_dir, log
         self.progress, self.modalities, self.show_progress = progress, modalities, show_progress
         rank, world = accelerator.process_index, accelerator.num_processes
@@ -102,11 +108,19 @@ class Trainer:
         return math.ceil(self.batches_per_epoch / self.cfg.grad_accum_steps)
 
     def fit(self) -> Progress:
-        """Train until max_epochs or early stopping; returns the final progress."""
+        """Train until max_epochs, early stopping or a stop request (`self.stopped`, with a checkpoint of the
+        step it stopped after: stopping.py); returns the final progress."""
+        with self.stop.deferred() if self.stop is not None else nullcontext():
+            return self._fit()
+
+    def _fit(self) -> Progress:
         p = self.progress
         while p.epoch < self.cfg.max_epochs and p.bad_epochs < self.cfg.early_stopping_patience:
             start = time.perf_counter()
-            train_loss, train_acc = self._train_epoch(p.epoch)
+            trained = self._train_epoch(p.epoch)
+            if trained is None:  # stopped mid-epoch, its checkpoint written
+                return p
+            train_loss, train_acc = trained
             val = self.evaluate()
             lr = next(group["lr"] for group in self.optimizer.param_groups if group["name"] == "heads")
             metric = val[self.cfg.early_stopping_metric]
@@ -124,9 +138,17 @@ class Trainer:
                 self.log.log(row)
                 tqdm.write(_summary(row, self.cfg.early_stopping_metric, improved))
             self.save(("best", "last") if improved else ("last",))  # best first: `last` never names a newer best
+            if self._stop_requested():
+                break
         return p
 
-    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+    def _stop_requested(self) -> bool:
+        self.stopped = self.stop is not None and self.stop.requested(self.accelerator)
+        return self.stopped
+
+    def _train_epoch(self, epoch: int) -> Optional[tuple[float, float]]:
+        """The epoch's mean train loss and accuracy; None when a stop request ended it early (a checkpoint
+        of where it stopped is written)."""
         p, accum, n = self.progress, self.cfg.grad_accum_steps, self.batches_per_epoch
         self.train_sampler.set_epoch(epoch, skip=p.batches_done)
         self.model.train()
@@ -149,8 +171,13 @@ class Trainer:
                 self._optimizer_step()
                 p.batches_done = i + 1
                 every = self.cfg.checkpoint_every_steps
-                if every and p.step % every == 0 and p.batches_done < n:
+                due = bool(every) and p.step % every == 0 and p.batches_done < n
+                if due:
                     self.save(("last",))
+                if p.batches_done < n and self._stop_requested():
+                    if not due:
+                        self.save(("last",))
+                    return None
         loss_sum, correct, seen = self.accelerator.reduce(self.sums, "sum").tolist()
         self.sums.zero_()
         return loss_sum / seen, correct / seen

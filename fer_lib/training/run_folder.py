@@ -25,6 +25,16 @@ removed again when the run leaves them empty (a command refused before its first
 
 A run folder's JSON files that cannot be read (truncated, not JSON) are a one-line RunFolderError
 saying what to do, never a traceback.
+
+Sync state: `sync_state.json` says how far the run folder is (on Drive, the copy DriveSync keeps):
+{"state": "training" | "stopped" | "finished", "trained": progress the training reached, "on_drive":
+progress of the folder's `last` (trainer_state.json of each), "updated": when, UTC}. Training writes it
+when it starts, after every copy to Drive, and at the end; where Drive is gone it cannot, so a run whose
+runtime was lost (or whose Drive never came back) stays "training". `sync_note` reads it for evaluation
+and prediction: a run Drive may hold only in part ("training" and no live holder, or still training) is
+refused by the commands unless `--allow_incomplete`, and said on screen and in the report otherwise;
+a stopped run is said, not refused (Drive holds all it trained). A run folder without the file (written
+before it existed) says nothing.
 """
 
 from __future__ import annotations
@@ -32,17 +42,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from fer_lib import locking
+from fer_lib import colab, locking
 from fer_lib.config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
 from fer_lib.errors import FerError, one_line
 from fer_lib.fileio import atomic_write_text
 
 RUN_CONTROL = ("max_epochs", "early_stopping_patience", "num_workers", "use_wandb", "wandb_project",
                "checkpoint_every_steps", "resume_from")
+SYNC_STATE = "sync_state.json"
 MAX_NAMED_CHANGES = 3  # a derived run name spells out at most this many changes, else a hash stands for them
 
 
@@ -52,6 +65,10 @@ class RunFolderError(FerError):
 
 class RunConflictError(RunFolderError):
     """The run folder belongs to another run; the message lists the differences and the ways forward."""
+
+
+class IncompleteRunError(RunFolderError):
+    """The run folder holds only part of its run (Drive behind the training, or training not over)."""
 
 
 def resolved_config(model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
@@ -193,3 +210,66 @@ def _name_token(field: str, value) -> str:
     if isinstance(value, (list, tuple)):
         return f"{field}-{'-'.join(map(str, value))}"
     return f"{field}-{str(value)[:8]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Sync state (module docstring)
+# --------------------------------------------------------------------------------------------
+
+
+def record_sync(run_dir: Path, state: str, trained: Optional[dict], on_drive: Optional[dict]) -> bool:
+    """Write `run_dir/sync_state.json`; False (nothing written) when `run_dir` is on a Drive that is gone."""
+    try:
+        colab.check_mounted(run_dir)
+        atomic_write_text(run_dir / SYNC_STATE, json.dumps({
+            "state": state, "trained": trained, "on_drive": on_drive,
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}, indent=2, sort_keys=True))
+    except (OSError, colab.ColabError):
+        return False
+    return True
+
+
+@dataclass
+class SyncNote:
+    """What a command using one of the run's checkpoints says about the run's sync state."""
+
+    line: str  # on screen
+    short: str  # in the report's subtitle
+    incomplete: bool  # Drive may hold only part of what training reached: refused without allow_incomplete
+
+
+def sync_note(checkpoint_dir: Path) -> Optional[SyncNote]:
+    """The note for using `checkpoint_dir` (runs/<name>/checkpoints/<which>), None for a finished run (or a
+    folder that is not a run folder, or one written before sync states existed)."""
+    from fer_lib.training import checkpoint
+
+    run_dir = checkpoint.run_dir_of(checkpoint_dir)
+    try:
+        record = json.loads((run_dir / SYNC_STATE).read_text())
+        state, trained = record["state"], checkpoint.describe_progress(record["trained"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if state == "finished":
+        return None
+    used = f"this is its {checkpoint_dir.name} checkpoint, {checkpoint.describe_progress(checkpoint.read_progress(checkpoint_dir))}"
+    on_drive = checkpoint.describe_progress(checkpoint.read_progress(run_dir / "checkpoints" / "last"))
+    if state == "stopped":
+        return SyncNote(f"run {run_dir.name} was stopped at {trained} before its end (run its training again to "
+                        f"continue); {used}", f"stopped run: trained to {trained}, using {checkpoint_dir.name}", False)
+    if locking.is_held(run_dir):
+        why = f"is still training (by {locking.holder(run_dir)}); its folder holds {on_drive} so far"
+    else:
+        why = (f"did not finish: its folder holds {on_drive}, and training reached at least {trained} (as of "
+               f"{record.get('updated', '?')}) on a runtime that was lost or lost Drive, so it may have got further")
+    return SyncNote(f"run {run_dir.name} {why}; {used}",
+                    f"incomplete run: folder holds {on_drive}, using {checkpoint_dir.name}", True)
+
+
+def check_synced(checkpoint_dir: Path, allow_incomplete: bool) -> Optional[SyncNote]:
+    """`sync_note`, or IncompleteRunError for an incomplete run unless `allow_incomplete`."""
+    note = sync_note(checkpoint_dir)
+    if note is not None and note.incomplete and not allow_incomplete:
+        raise IncompleteRunError(f"{note.line}. Finish it first (run 03, or the same training command, again: it "
+                                 "continues and copies the run to Drive), or pass --allow_incomplete "
+                                 "(allow_incomplete=True) to use what the folder holds")
+    return note

@@ -9,11 +9,16 @@ sys.modules` holds in the notebooks. What it simulates, from environment variabl
     files     upload() returns FAKE_COLAB_UPLOAD (a file path) or nothing; download() records the path
     output    enable_custom_widget_manager() records the call
 
-Every call is appended to FAKE_COLAB_LOG (JSON lines), for the test to read.
+Every call is appended to FAKE_COLAB_LOG (JSON lines), for the test to read. FAKE_COLAB_HOSTNAME gives
+the runtime another host name where the test cannot give its kernel a UTS namespace of its own.
 """
 
 import json
 import os
+import socket
+
+if os.environ.get("FAKE_COLAB_HOSTNAME"):
+    socket.gethostname = lambda: os.environ["FAKE_COLAB_HOSTNAME"]
 
 
 def log(event: str, **details) -> None:
