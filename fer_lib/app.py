@@ -161,12 +161,14 @@ class EmotionApp:
                                      elem_id="video")
                     video_button = gr.Button("Predict from the video", variant="primary", elem_id="predict_video")
                     gr.Examples([[str(p)] for p in examples if p.suffix == ".mp4"], inputs=[video],
-                                label="examples (synthetic clips)")
+                                label="examples (synthetic clips)", elem_id="video_examples",
+                                example_labels=[p.stem for p in examples if p.suffix == ".mp4"])
                 with gr.Tab("Sound file", id="audio_tab"):
                     audio = gr.Audio(sources=["upload"], type="filepath", label="sound file", elem_id="audio")
                     audio_button = gr.Button("Predict from the sound", variant="primary", elem_id="predict_audio")
                     gr.Examples([[str(p)] for p in examples if p.suffix != ".mp4"], inputs=[audio],
-                                label="examples (synthetic sound)")
+                                label="examples (synthetic sound)", elem_id="audio_examples",
+                                example_labels=[p.stem for p in examples if p.suffix != ".mp4"])
             status = gr.Markdown("Give a video or a sound file, then press Predict.", elem_id="status")
             with gr.Row():
                 overall = gr.Label(num_top_classes=len(EMOTIONS), label="overall emotion", elem_id="overall", scale=1)

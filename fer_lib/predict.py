@@ -145,7 +145,7 @@ def face_notes(windows: list[Window], use_audio: bool, name: str) -> list[str]:
         if not use_audio:
             raise PredictionError(f"{name}: no face found and no audio track: nothing to predict from")
         return ["no face found in any window: audio-only mode"]
-    which = ", ".join(f"{w.index} ({w.start:g}-{w.end:g} s)" for w in faceless)
+    which = ", ".join(f"{w.index} ({w.start:.1f}-{w.end:.1f} s)" for w in faceless)
     return [f"no face found in {len(faceless)} of {len(windows)} windows, {which}"
             + (": those are audio-only" if use_audio else ": their visual input is a centre crop")]
 
