@@ -1,6 +1,6 @@
 """A web page for a trained model: emotions over time in an uploaded video, a webcam recording or a sound file.
 
-    python -m fer_lib.app --checkpoint RUN_DIR|hf://USER/NAME [--port 7860] [--share] [--max_seconds 300]
+    python -m fer_lib.app --checkpoint RUN_DIR|hf://USER/NAME [--port P] [--share] [--max_seconds 300]
 
 or, in a notebook (05), `launch(checkpoint)`: the page shows inline in the notebook (Colab too).
 
@@ -197,12 +197,12 @@ class EmotionApp:
         return page.queue(default_concurrency_limit=1, max_size=16)
 
 
-def launch(checkpoint: str | Path, port: int = DEFAULT_PORT, share: bool = False,
+def launch(checkpoint: str | Path, port: Optional[int] = None, share: bool = False,
            max_seconds: float = DEFAULT_MAX_SECONDS, examples: Optional[str | Path] = None, host: str = "127.0.0.1",
            device=None, block: Optional[bool] = None):
     """Load the model once and serve the page; returns the gradio Blocks.
 
-    `block`: wait until Ctrl-C (default: outside a notebook). In a notebook the page shows inline (in Colab
+    `port`: default the first free one from 7860. `block`: wait until Ctrl-C (default: outside a notebook). In a notebook the page shows inline (in Colab
     through Colab's own proxy; `share=True` also makes a public gradio.live link).
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -224,7 +224,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m fer_lib.app", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint folder, run folder, or a Hugging Face Hub id hf://USER/NAME[@REV]")
-    parser.add_argument("--port", type=cli.int_range(1, 65535), default=DEFAULT_PORT)
+    parser.add_argument("--port", type=cli.int_range(1, 65535), default=None,
+                        help=f"default: the first free port from {DEFAULT_PORT}")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines of the network")
     parser.add_argument("--share", action="store_true", help="also a public gradio.live link (72 h)")
     parser.add_argument("--max_seconds", type=cli.POSITIVE_FLOAT, default=DEFAULT_MAX_SECONDS,
