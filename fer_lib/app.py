@@ -103,7 +103,8 @@ def modality_comparison(model, windows, batch_size: int) -> dict[str, dict[str, 
 def summary(timeline) -> str:
     """The page's status line for a finished prediction, then one line per note."""
     lines = [f"**{timeline.label}** ({100 * timeline.mean.max():.1f}%) · {timeline.mode} · "
-             f"{len(timeline.rows)} windows of {timeline.seconds:g} s, hop {timeline.hop:g} s · "
+             f"{len(timeline.rows)} window{'s' if len(timeline.rows) > 1 else ''} of {timeline.seconds:g} s, "
+             f"hop {timeline.hop:g} s · "
              f"{timeline.media.duration:.1f} s of media · {timeline.elapsed:g} s"]
     lines += [f"- note: {note}" for note in timeline.notes]
     return "\n".join(lines)
