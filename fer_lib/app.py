@@ -75,8 +75,10 @@ def face_tiles(timeline) -> list[tuple[np.ndarray, str]]:
         image = Image.fromarray(np.ascontiguousarray(w.middle_crop.transpose(1, 2, 0)))
         if w.middle_box is not None:
             ImageDraw.Draw(image).rectangle([float(v) for v in w.middle_box], outline=(255, 40, 40), width=3)
-        seen = f"face in {w.face_frames}/{frames} frames" if w.face_frames else "no face: not used" if "audio" in w.modalities \
-            else "no face: centre crop"
+        if w.face_frames:
+            seen = f"face in {w.face_frames}/{frames} frames"
+        else:
+            seen = "no face: audio only" if "audio" in w.modalities else "no face: centre crop"
         tiles.append((np.asarray(image), f"window {w.index} · {w.start:g}-{w.end:g} s · {seen}"))
     return tiles
 
@@ -203,8 +205,9 @@ def launch(checkpoint: str | Path, port: Optional[int] = None, share: bool = Fal
            device=None, block: Optional[bool] = None):
     """Load the model once and serve the page; returns the gradio Blocks.
 
-    `port`: default the first free one from 7860. `block`: wait until Ctrl-C (default: outside a notebook). In a notebook the page shows inline (in Colab
-    through Colab's own proxy; `share=True` also makes a public gradio.live link).
+    `port`: default the first free one from 7860. `block`: wait until Ctrl-C (default: outside a notebook).
+    In a notebook the page shows inline (in Colab through Colab's own proxy; `share=True` also makes a
+    public gradio.live link).
     """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from fer_lib.training import checkpoint as checkpoints
