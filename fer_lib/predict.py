@@ -2,7 +2,8 @@
 
     python -m fer_lib.predict VIDEO --checkpoint PATH [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
 
-or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`.
+or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`; with a model already loaded (the web app,
+`fer_lib.app`), `predict_windows(trained, video) -> Timeline`, then `write_prediction`.
 
 Any file PyAV opens, any length, any frame rate, with or without audio (`fer_lib.data.media` opens
 it and cuts the windows). Windows of the model's `input.clip_seconds` (3.0 s by default) slide over
@@ -33,6 +34,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -134,16 +136,97 @@ def classify_windows(model, windows: VideoWindows, batch_size: int, progress: bo
 
 
 def face_notes(windows: list[Window], use_audio: bool, name: str) -> list[str]:
-    """What the windows without a face mean; a PredictionError when nothing is left to predict from."""
-    faceless = [w.index for w in windows if w.face_frames == 0]
+    """What the windows without a face mean (which ones, what was done); a PredictionError when nothing is
+    left to predict from."""
+    faceless = [w for w in windows if w.face_frames == 0]
     if not faceless:
         return []
     if len(faceless) == len(windows):
         if not use_audio:
             raise PredictionError(f"{name}: no face found and no audio track: nothing to predict from")
         return ["no face found in any window: audio-only mode"]
-    return [f"no face found in {len(faceless)} of {len(windows)} windows"
+    which = ", ".join(f"{w.index} ({w.start:.1f}-{w.end:.1f} s)" for w in faceless)
+    return [f"no face found in {len(faceless)} of {len(windows)} windows, {which}"
             + (": those are audio-only" if use_audio else ": their visual input is a centre crop")]
+
+
+def checked_video(video: str | Path, modalities: str) -> Path:
+    """The video's path; a PredictionError for a missing file or an unknown --modalities, before any work."""
+    if modalities not in MODES:
+        raise PredictionError(f"unknown modalities {modalities!r}: use auto, av, a or v")
+    video = Path(video).expanduser()
+    if not video.is_file():
+        raise PredictionError(f"video not found: {video}")
+    return video
+
+
+@dataclass
+class Timeline:
+    """One video's windows and their probabilities, before anything is written."""
+
+    video: Path
+    media: MediaStreams
+    windows: list[Window]  # with their model inputs
+    probs: np.ndarray  # [N, C] class probabilities per window
+    rows: list[dict]  # the rows of windows.csv (WINDOW_FIELDS)
+    mean: np.ndarray  # [C] the overall probabilities: the mean over the windows
+    label: str  # the overall emotion: argmax of `mean`
+    mode: str  # "audio+visual", "audio only", "visual only" or "mixed: ..."
+    notes: list[str]  # what the page or the command warns about (no audio track, windows without a face, ...)
+    seconds: float  # window length
+    hop: float  # seconds between window starts
+    elapsed: float  # seconds taken, model loading excluded
+
+
+def predict_windows(trained, video: str | Path, hop: Optional[float] = None, modalities: str = "auto",
+                    batch_size: int = 4, progress: bool = True, max_seconds: Optional[float] = None) -> Timeline:
+    """The Timeline of `video` with a loaded model (`checkpoint.load_model`); nothing is written.
+
+    `max_seconds`: a longer video is a PredictionError before any window is cut.
+    """
+    video = checked_video(video, modalities)
+    inp = trained.config.input
+    seconds = inp.num_samples / inp.sample_rate
+    hop = seconds / 2 if hop is None else float(hop)
+    media = open_media(video, inp.sample_rate)
+    if max_seconds is not None and media.duration > max_seconds:
+        raise PredictionError(f"{video.name} is {media.duration:.0f} s long, over the limit of {max_seconds:g} s: "
+                              "cut it shorter (or raise --max_seconds)")
+    use_audio, use_visual, notes = choose_inputs(modalities, trained.trained_modalities, media, video.name)
+
+    t0 = time.perf_counter()
+    windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device)
+    done, probs = classify_windows(trained.model, windows, batch_size, progress)
+    notes += face_notes(done, use_audio, video.name) if use_visual else []
+    mean = probs.mean(axis=0)
+    used = sorted({w.modalities for w in done})
+    mode = modality_names.display_name(used[0]) if len(used) == 1 else "mixed: " + ", ".join(map(modality_names.joined, used))
+    rows = [{"window": w.index, "start": w.start, "end": w.end, "modalities": modality_names.joined(w.modalities),
+             "face_frames": "" if w.face_frames is None else w.face_frames, "frames": inp.num_frames,
+             "emotion": EMOTIONS[int(p.argmax())], **{f: float(v) for f, v in zip(PROB_FIELDS, p)}}
+            for w, p in zip(done, probs)]
+    return Timeline(video, media, done, probs, rows, mean, EMOTIONS[int(mean.argmax())], mode, notes, seconds, hop,
+                    round(time.perf_counter() - t0, 2))
+
+
+def write_prediction(timeline: Timeline, trained, out_root: Path) -> dict:
+    """windows.csv, timeline.png, faces.png and prediction.json in a new folder under `out_root` (module
+    docstring); returns the content of prediction.json plus "out_dir" and "window_rows"."""
+    t, media = timeline, timeline.media
+    folder = new_dir(out_root, t.video.stem)
+    write_csv(folder / "windows.csv", WINDOW_FIELDS, [[r[k] for k in WINDOW_FIELDS] for r in t.rows])
+    files = {"windows": "windows.csv", **_figures(folder, t)}
+    result = {
+        "video": str(t.video), "label": t.label, "probabilities": {e: float(p) for e, p in zip(EMOTIONS, t.mean)},
+        "aggregation": "mean of the window probabilities", "mode": t.mode, "windows": len(t.rows),
+        "window_seconds": t.seconds, "hop_seconds": t.hop, "duration_seconds": media.duration,
+        "video_info": {"has_video": media.has_video, "has_audio": media.has_audio, "fps": media.fps,
+                       "width": media.width, "height": media.height},
+        "warnings": t.notes, "checkpoint": str(trained.path), "preset": trained.config.preset,
+        "seconds": t.elapsed, "files": files,
+    }
+    write_json(folder / "prediction.json", result)
+    return {**result, "out_dir": str(folder), "window_rows": t.rows}
 
 
 def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str | Path] = None,
@@ -161,76 +244,48 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     from fer_lib.training import checkpoint as checkpoints
     from fer_lib.training import run_folder
 
-    if modalities not in MODES:
-        raise PredictionError(f"unknown modalities {modalities!r}: use auto, av, a or v")
-    video = Path(video).expanduser()
-    if not video.is_file():
-        raise PredictionError(f"video not found: {video}")
+    video = checked_video(video, modalities)
     device = devices.resolve(device)
     ckpt_dir = checkpoints.resolve(checkpoint)
     sync_note = run_folder.check_synced(ckpt_dir, allow_incomplete)
     out_root = check_writable(Path(out) if out else default_out_dir(ckpt_dir, video))
     trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
-    inp = trained.config.input
-    seconds = inp.num_samples / inp.sample_rate
-    hop = seconds / 2 if hop is None else float(hop)
-    media = open_media(video, inp.sample_rate)
-    use_audio, use_visual, notes = choose_inputs(modalities, trained.trained_modalities, media, video.name)
-
-    t0 = time.perf_counter()
-    windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device)
-    done, probs = classify_windows(trained.model, windows, batch_size, progress)
-    notes += face_notes(done, use_audio, video.name) if use_visual else []
-    notes += [sync_note.line] if sync_note is not None else []
-    for note in notes:
+    timeline = predict_windows(trained, video, hop, modalities, batch_size, progress)
+    timeline.notes += [sync_note.line] if sync_note is not None else []
+    for note in timeline.notes:
         warnings.warn(f"{video.name}: {note}", stacklevel=2)
-
-    mean = probs.mean(axis=0)
-    label = EMOTIONS[int(mean.argmax())]
-    used = sorted({w.modalities for w in done})
-    mode = modality_names.display_name(used[0]) if len(used) == 1 else "mixed: " + ", ".join(map(modality_names.joined, used))
-    rows = [{"window": w.index, "start": w.start, "end": w.end, "modalities": modality_names.joined(w.modalities),
-             "face_frames": "" if w.face_frames is None else w.face_frames, "frames": inp.num_frames,
-             "emotion": EMOTIONS[int(p.argmax())], **{f: float(v) for f, v in zip(PROB_FIELDS, p)}}
-            for w, p in zip(done, probs)]
-
-    folder = new_dir(out_root, video.stem)
-    write_csv(folder / "windows.csv", WINDOW_FIELDS, [[r[k] for k in WINDOW_FIELDS] for r in rows])
-    files = {"windows": "windows.csv", **_figures(folder, video, done, probs, mode, label, mean, seconds, hop)}
-    result = {
-        "video": str(video), "label": label, "probabilities": {e: float(p) for e, p in zip(EMOTIONS, mean)},
-        "aggregation": "mean of the window probabilities", "mode": mode, "windows": len(rows),
-        "window_seconds": seconds, "hop_seconds": hop, "duration_seconds": media.duration,
-        "video_info": {"has_video": media.has_video, "has_audio": media.has_audio, "fps": media.fps,
-                       "width": media.width, "height": media.height},
-        "warnings": notes, "checkpoint": str(trained.path), "preset": trained.config.preset,
-        "seconds": round(time.perf_counter() - t0, 2), "files": files,
-    }
-    write_json(folder / "prediction.json", result)
+    result = write_prediction(timeline, trained, out_root)
     if verbose:
-        print(f"{video.name}: {label} ({100 * mean.max():.1f}%), {mode}, {len(rows)} windows -> {folder}")
-    return {**result, "out_dir": str(folder), "window_rows": rows}
+        print(f"{video.name}: {timeline.label} ({100 * timeline.mean.max():.1f}%), {timeline.mode}, "
+              f"{len(timeline.rows)} windows -> {result['out_dir']}")
+    return result
 
 
-def _figures(folder: Path, video: Path, windows: list[Window], probs: np.ndarray, mode: str, label: str,
-             mean: np.ndarray, seconds: float, hop: float) -> dict[str, str]:
+def _figures(folder: Path, t: Timeline) -> dict[str, str]:
     """timeline.png (and faces.png when the visual branch saw faces); returns {name: file}."""
-    from fer_lib.plots import face_strip, save_png, strips_figure, timeline_figure
+    from fer_lib.plots import face_strip, save_png, strips_figure
 
-    subtitle = (f"{video.name} · {mode} · {len(windows)} windows of {seconds:g} s, hop {hop:g} s · "
-                f"overall {label} ({100 * mean.max():.1f}%)")
-    save_png(timeline_figure(np.array([w.start for w in windows]), np.array([w.end for w in windows]), probs,
-                             EMOTIONS, title="Emotion over time", subtitle=subtitle), folder / "timeline.png")
+    save_png(timeline_figure(t), folder / "timeline.png")
     files = {"timeline": "timeline.png"}
-    seen = [w for w in windows if w.middle_crop is not None]
+    seen = [w for w in t.windows if w.middle_crop is not None]
     if seen:
         strip = face_strip(np.stack([w.middle_crop for w in seen]), count=min(12, len(seen)), size=112)
         caption = (f"the middle frame of {min(12, len(seen))} of the {len(seen)} windows with a face, "
                    f"{seen[0].start:.1f} s to {seen[-1].end:.1f} s, left to right")
-        save_png(strips_figure([strip], [caption], title=f"The faces the visual branch saw\n{video.name}"),
+        save_png(strips_figure([strip], [caption], title=f"The faces the visual branch saw\n{t.video.name}"),
                  folder / "faces.png")
         files["faces"] = "faces.png"
     return files
+
+
+def timeline_figure(t: Timeline):
+    """The probabilities over time and the winning emotion per window (timeline.png), titled with the video."""
+    from fer_lib import plots
+
+    subtitle = (f"{t.video.name} · {t.mode} · {len(t.windows)} windows of {t.seconds:g} s, hop {t.hop:g} s · "
+                f"overall {t.label} ({100 * t.mean.max():.1f}%)")
+    return plots.timeline_figure(np.array([w.start for w in t.windows]), np.array([w.end for w in t.windows]),
+                                 t.probs, EMOTIONS, title="Emotion over time", subtitle=subtitle)
 
 
 @cli.command()

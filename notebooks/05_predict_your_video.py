@@ -79,3 +79,20 @@ VIDEO = VIDEO or upload_file(layout.local)
 # %%
 result = predict_video(VIDEO, layout.run(RUN_NAME))  # into predictions/<video name>/ beside runs/
 show.prediction(result)
+
+# %% [markdown]
+# ## The web app
+# The same prediction in a page: upload a video, record one from the webcam (with the microphone), or give
+# a sound file alone; example clips are one click away. It shows the emotions over time, the overall emotion,
+# the face the model saw in each window, the three modality modes side by side, and the timeline as a CSV.
+# In Colab the page opens below this cell (through Colab's own proxy); `SHARE` also makes a public link.
+# From a terminal: `python -m fer_lib.app --checkpoint RUN_DIR` (README, "The web app").
+
+# %%
+#@title Start the web app
+APP_CHECKPOINT = ""  #@param {type:"string"}
+#@markdown A run or checkpoint folder, or a Hugging Face Hub id `hf://USER/NAME` (empty: the run above).
+SHARE = False  #@param {type:"boolean"}
+from fer_lib import app
+
+page = app.launch(APP_CHECKPOINT or layout.run(RUN_NAME), share=SHARE)

@@ -386,7 +386,8 @@ def test_every_command_is_in_the_table():
 
 
 COMMANDS_WITH_PATH_ROWS = {"fer_lib.data.download", "fer_lib.data.synthetic", "fer_lib.preprocess", "fer_lib.train",
-                           "fer_lib.evaluate", "fer_lib.cv", "fer_lib.predict", "fer_lib.demo", "fer_lib.results"}
+                           "fer_lib.evaluate", "fer_lib.cv", "fer_lib.predict", "fer_lib.demo", "fer_lib.results",
+                           "fer_lib.app"}
 COMMANDS_WITHOUT_PATH_FLAGS = {"fer_lib.models.sizes", "fer_lib.notebook_tools"}
 
 
@@ -437,6 +438,9 @@ def path_cases(cache: Path, clips: Path, run: Path, video: Path, missing: Path, 
         ("fer_lib.predict", [str(video), "--checkpoint", str(missing), *out], str(missing)),
         ("fer_lib.predict", [str(video), *ckpt, "--out", str(a_file)], "Not a folder"),
         ("fer_lib.predict", [str(video), *ckpt, *out, "--device", "tpu"], "tpu"),
+        ("fer_lib.app", ["--checkpoint", str(missing)], str(missing)),
+        ("fer_lib.app", [*ckpt, "--examples", str(a_file / "below")], "Not a folder"),
+        ("fer_lib.app", [*ckpt, "--device", "tpu"], "tpu"),
         ("fer_lib.cv", ["--cache_dir", str(missing), "--name", "x", "--root", str(scratch)], str(missing)),
         ("fer_lib.cv", ["--data_dir", str(missing), "--name", "x", "--root", str(scratch)], str(missing)),
         ("fer_lib.cv", ["--cache_dir", str(cache), "--cv_dir", str(a_file), "--config_type", "tiny"], str(a_file)),

@@ -424,12 +424,17 @@ def crop_faces(source: FrameSource, track: FaceTrack, image_size: int = 224, mar
     (the median over frames), so the face keeps a constant scale over time.
     """
     T = len(source)
-    regions = np.stack([crop_box(b, margin) for b in track.boxes])
-    side = _snap_side(float(np.median(regions[:, 2] - regions[:, 0])))
+    origins, side = crop_regions(track, margin)
     crops = np.empty((T, 3, image_size, image_size), np.uint8)
     marks = np.empty((T, 5, 2), np.float32)
-    for i in range(T):
-        x0, y0 = _snap_origin(regions[i], side)
+    for i, (x0, y0) in enumerate(origins):
         crops[i] = source.crop(i, x0, y0, side, image_size).transpose(2, 0, 1)
         marks[i] = (track.landmarks[i] - np.array([x0, y0])) * (image_size / side)
     return crops, marks
+
+
+def crop_regions(track: FaceTrack, margin: float = 0.25) -> tuple[list[tuple[int, int]], int]:
+    """Where `crop_faces` cuts each frame: the top-left corners [(x0, y0)] * T and the one side (frame pixels)."""
+    regions = np.stack([crop_box(b, margin) for b in track.boxes])
+    side = _snap_side(float(np.median(regions[:, 2] - regions[:, 0])))
+    return [_snap_origin(region, side) for region in regions], side

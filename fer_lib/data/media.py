@@ -126,15 +126,19 @@ class WindowFaces:
         self.tracker = FaceTracker(preprocess_cfg, device=device)
 
     def crops(self, targets: np.ndarray):
-        """(crops uint8 [T, 3, S, S], landmarks float32 [T, 5, 2], detected bool [T]) for frame times `targets`."""
-        from fer_lib.data.faces import YuvFrames, crop_faces
+        """(crops uint8 [T, 3, S, S], landmarks float32 [T, 5, 2], detected bool [T], boxes float [T, 4]) for
+        frame times `targets`; `boxes`: the tracked face box of each frame in its crop's pixels."""
+        from fer_lib.data.faces import YuvFrames, crop_faces, crop_regions
         from fer_lib.data.video import pick_frames
 
         chosen = pick_frames(self.container, self.stream, targets, self.rate)
         source = YuvFrames([frame for _, frame in chosen])
         track = self.tracker.track(source)
-        crops, marks = crop_faces(source, track, self.cfg.input.image_size, self.cfg.face_margin)
-        return crops, marks, track.detected
+        size = self.cfg.input.image_size
+        crops, marks = crop_faces(source, track, size, self.cfg.face_margin)
+        origins, side = crop_regions(track, self.cfg.face_margin)
+        boxes = (track.boxes - np.tile(np.asarray(origins, np.float64), 2)) * (size / side)
+        return crops, marks, track.detected, boxes
 
     def close(self) -> None:
         self.container.close()
@@ -151,6 +155,7 @@ class Window:
     modalities: tuple[str, ...]  # what `inputs` holds, in fer_lib.modalities order
     face_frames: Optional[int]  # frames of T where a face was found (None: no visual input asked for)
     middle_crop: Optional[np.ndarray]  # uint8 [3, S, S]: the middle face crop (what the visual branch saw)
+    middle_box: Optional[np.ndarray] = None  # float [4] x0, y0, x1, y1: the face box in that crop (None: not found)
 
 
 class VideoWindows:
@@ -180,7 +185,7 @@ class VideoWindows:
     def _window(self, i: int, start: float, faces: Optional[WindowFaces]) -> Window:
         cfg, media = self.input_cfg, self.media
         sr, n, T = cfg.sample_rate, cfg.num_samples, cfg.num_frames
-        inputs, modalities, face_frames, middle = {}, [], None, None
+        inputs, modalities, face_frames, middle, box = {}, [], None, None, None
         if self.use_audio:
             chunk = media.audio[int(round(start * sr)) : int(round(start * sr)) + n]
             if chunk.size >= MIN_AUDIO_SECONDS * sr:
@@ -190,10 +195,11 @@ class VideoWindows:
                 modalities.append("audio")
         if faces is not None:
             targets = media.start + start + (np.arange(T) + 0.5) * self.seconds / T
-            crops, marks, detected = faces.crops(targets)
+            crops, marks, detected, boxes = faces.crops(targets)
             face_frames, middle = int(detected.sum()), crops[T // 2]
+            box = boxes[T // 2] if detected[T // 2] else None
             if face_frames or not modalities:  # a faceless window is audio-only when there is audio
                 inputs.update(frames=crops, landmarks=marks.astype(np.float32))
                 modalities.append("visual")
         end = min(start + self.seconds, max(media.duration, self.seconds))
-        return Window(i, start, float(end), inputs, tuple(modalities), face_frames, middle)
+        return Window(i, start, float(end), inputs, tuple(modalities), face_frames, middle, box)

@@ -192,12 +192,7 @@ def write_clip(path: str | Path, spec: ClipSpec, renderer: FaceRenderer | None =
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{WIDTH}x{HEIGHT}", "-r", str(FPS), "-i", "-"]
         if with_audio:
-            wav = Path(tmp) / "audio.wav"
-            with wave.open(str(wav), "wb") as w:
-                w.setnchannels(2)
-                w.setsampwidth(2)
-                w.setframerate(AUDIO_RATE)
-                w.writeframes(render_audio(spec).tobytes())
+            wav = write_wav(Path(tmp) / "audio.wav", spec)
             cmd += ["-i", str(wav), "-c:a", "aac", "-b:a", "128k", "-ar", str(AUDIO_RATE), "-ac", "2"]
         cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
                 "-threads", "1", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
@@ -210,6 +205,16 @@ def write_clip(path: str | Path, spec: ClipSpec, renderer: FaceRenderer | None =
             raise RuntimeError(f"ffmpeg failed writing {path.name}: {err.decode(errors='replace').strip()}")
         tmp_video.replace(path)
     return path
+
+
+def write_wav(path: str | Path, spec: ClipSpec) -> Path:
+    """The clip's sound alone (`render_audio`) as a 16-bit stereo WAV file at 48 kHz."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(AUDIO_RATE)
+        w.writeframes(render_audio(spec).tobytes())
+    return Path(path)
 
 
 def clip_name(label: int, actor: int, take: int) -> str:
