@@ -40,10 +40,10 @@ import numpy as np
 
 from fer_lib import EMOTIONS, cli, devices
 from fer_lib import modalities as modality_names
-from fer_lib.data.media import MediaStreams, VideoWindows, Window, open_media
+from fer_lib.data.media import MAX_WINDOWS, MediaStreams, VideoWindows, Window, open_media
 from fer_lib.errors import FerError
 from fer_lib.fileio import check_writable
-from fer_lib.predictions import PROB_FIELDS
+from fer_lib.predictions import PROB_FIELDS, check_finite
 from fer_lib.reports import new_dir, write_csv, write_json
 
 MODES = ("auto", "av", "a", "v")
@@ -148,7 +148,8 @@ def face_notes(windows: list[Window], use_audio: bool, name: str) -> list[str]:
 
 def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str | Path] = None,
                   hop: Optional[float] = None, modalities: str = "auto", batch_size: int = 4, device=None,
-                  progress: bool = True, verbose: bool = True, allow_other_frozen_weights: bool = False) -> dict:
+                  progress: bool = True, verbose: bool = True, allow_other_frozen_weights: bool = False,
+                  max_windows: int = MAX_WINDOWS) -> dict:
     """Per-window emotion probabilities of `video` and its overall label (module docstring).
 
     Returns the content of prediction.json plus "out_dir" and "window_rows" (the rows of windows.csv).
@@ -174,8 +175,10 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     use_audio, use_visual, notes = choose_inputs(modalities, trained.trained_modalities, media, video.name)
 
     t0 = time.perf_counter()
-    windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device)
+    windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device,
+                           max_windows=max_windows)
     done, probs = classify_windows(trained.model, windows, batch_size, progress)
+    check_finite(probs, "windows", trained.path)
     notes += face_notes(done, use_audio, video.name) if use_visual else []
     for note in notes:
         warnings.warn(f"{video.name}: {note}", stacklevel=2)
@@ -238,6 +241,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--hop", type=cli.POSITIVE_FLOAT, default=None,
                         help="seconds between window starts (default half a window)")
     parser.add_argument("--modalities", default="auto", help="auto (default), av, a or v")
+    parser.add_argument("--max_windows", type=cli.POSITIVE_INT, default=MAX_WINDOWS,
+                        help="the most windows to cut the video into (a larger count stops before any work)")
     parser.add_argument("--batch_size", type=cli.POSITIVE_INT, default=4)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--no_progress", action="store_true")
@@ -248,7 +253,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         warnings.simplefilter("ignore")  # the notes are printed once below, as one line each
         result = predict_video(args.video, args.checkpoint, args.out, hop=args.hop, modalities=args.modalities,
                                batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
-                               allow_other_frozen_weights=args.allow_other_frozen_weights)
+                               allow_other_frozen_weights=args.allow_other_frozen_weights, max_windows=args.max_windows)
     for note in result["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     return 0

@@ -417,6 +417,7 @@ def save_report(out_dir: str | Path, report: dict, problems: list[Problem]) -> t
 def check_data(data_dir: str | Path, out_dir: Optional[str | Path] = None, config: Optional[PreprocessConfig] = None,
                unpack_dir: Optional[str | Path] = None, verbose: bool = True, progress: bool = True) -> DataIndex:
     """The integrity check: index + open every clip, print found vs expected, save report.json/problems.csv.
+    When `out_dir` is a preprocessing cache, its damaged shards are problems too.
 
     Raises DataError (one line) when the folder is missing or holds no usable clip; the report is
     saved first when `out_dir` is given.
@@ -427,6 +428,11 @@ def check_data(data_dir: str | Path, out_dir: Optional[str | Path] = None, confi
         if out_dir is not None:
             save_report(out_dir, {"data_dir": str(data_dir), "error": str(exc)}, [])
         raise
+    if out_dir is not None:
+        from fer_lib.data import cache  # cache.py builds on this module
+
+        if cache.is_cache(out_dir):  # the shards already written there are checked too (every member's CRC-32)
+            index.problems += cache.shard_problems(out_dir, crc=True)
     if verbose:
         print(format_report(index))
     if out_dir is not None:
