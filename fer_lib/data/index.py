@@ -191,8 +191,16 @@ def _classify(path_like: str, config: PreprocessConfig):
     return ("keep", record)
 
 
-def _walk(root: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk(root: Path, problems: Optional[list] = None) -> Iterable[Path]:
+    """Every file below `root`; a folder that cannot be listed (no permission, an I/O error) is appended to
+    `problems` (never silently taken for an empty one)."""
+    def unreadable(exc: OSError) -> None:
+        if problems is not None:
+            problems.append(Problem(_display(Path(exc.filename), root), "unreadable_folder",
+                                    f"cannot list this folder ({exc.strerror}): give this user read access "
+                                    "(e.g. chmod -R u+rX), then run again"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for name in sorted(filenames):
             yield Path(dirpath) / name
@@ -295,7 +303,7 @@ def build_index(data_dir: str | Path, config: Optional[PreprocessConfig] = None,
     clips: list[RavdessClip] = []
     n_files = 0
     for base in roots:
-        for path in _walk(base):
+        for path in _walk(base, problems):
             kind = _classify(str(path), config)
             if kind[0] == "ignore":
                 continue
