@@ -1,6 +1,7 @@
 """Emotions over time for any video: sliding windows, one prediction each, and an overall label.
 
     python -m fer_lib.predict VIDEO --checkpoint PATH [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
+                              [--max_windows 5000]
 
 or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`.
 
@@ -8,6 +9,9 @@ Any file PyAV opens, any length, any frame rate, with or without audio (`fer_lib
 it and cuts the windows). Windows of the model's `input.clip_seconds` (3.0 s by default) slide over
 the clip with a hop of half a window (`--hop`); the last window is aligned with the end of the clip
 so the end is covered; a clip shorter than a window gives one window, zero-padded as in training.
+A file whose streams end before the duration its container claims (cut short) is refused, as
+preprocessing refuses it, and so is a hop that would plan more than `--max_windows` windows; so are
+outputs that are nan or inf (a broken checkpoint), rather than reported as a label.
 Each window is prepared exactly as the preprocessing prepares a RAVDESS clip, then classified.
 
 Modality per window (`--modalities auto`, the default; only among those the checkpoint was trained with):

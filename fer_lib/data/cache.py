@@ -50,6 +50,12 @@ Rules:
   each finished clip is a file in the staging folder (`Staging`), on the runtime's local disk, so a
   killed run redoes nothing it finished and Drive only ever sees complete shards.
 - A problem marker remembers the source key: a changed source is tried again.
+- Integrity: a shard is checked when read (it opens as a zip and holds its index; each member's CRC-32
+  as it is read). A damaged one is never skipped: listing the clips (training, evaluation) raises a
+  one-line `DamagedShardError` naming it and the command that rebuilds its actor; preprocessing
+  rebuilds it from the actor's raw clips when they are there (saying so) and otherwise reports it as a
+  problem, as `preprocess --check` does (`shard_problems`, which also checks every CRC).
+- Readers take a cache only when no builder holds it (`check_not_building`, `fer_lib.locking`).
 """
 
 from __future__ import annotations
