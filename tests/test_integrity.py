@@ -83,6 +83,8 @@ def damage_cases(cache_dir: Path, run: Path, video: Path, out: Path):
         ("truncated shard, evaluate all", lambda: truncate(shard, 0.5), evaluate.main, ev, "damaged cache shard"),
         ("bit flip in a clip of a shard", lambda: flip_byte(shard, member_offset(shard)), evaluate.main, ev,
          "damaged cache shard"),
+        ("bit flip in a clip of a shard, train with a loader worker", lambda: flip_byte(shard, member_offset(shard)),
+         train_main, train_args(cache_dir, run.parent, run_name="fresh", num_workers=1), "damaged cache shard"),
         ("bit flip in checkpoint weights, evaluate", lambda: flip_byte(best / checkpoint.WEIGHTS, -100),
          evaluate.main, ev, "changed since it was written"),
         ("bit flip in checkpoint weights, predict", lambda: flip_byte(best / checkpoint.WEIGHTS, -100),
