@@ -35,6 +35,14 @@ def run(synthetic_cache, tmp_path_factory) -> Path:
     return save / "tiny"
 
 
+def error_line(capsys) -> str:
+    """The one error line on stderr, last (after a training epoch's progress bar, if any), no traceback."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert [line for line in lines if "error" in line or "Traceback" in line] == lines[-1:], lines
+    assert lines[-1].startswith("error: ") and all(line.startswith("epoch ") for line in lines[:-1]), lines
+    return lines[-1]
+
+
 def flip_byte(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
@@ -115,7 +123,7 @@ def test_damaged_state_is_one_line_and_exit_2(run, synthetic_cache, synthetic_cl
         _, damage, command, argv, message = damage_cases(cache_copy, run_copy, video, out)[i]
         damage()
         assert command(argv) == 2, name
-        line = one_error_line(capsys)
+        line = error_line(capsys)
         assert message in line, (name, line)
         assert not out.exists() or not any(out.rglob("*.json")), name
         shutil.rmtree(scratch)
@@ -154,9 +162,7 @@ def test_a_diverged_run_stops_with_one_line_and_writes_no_nan(synthetic_cache, t
     """22.1 / item 2: `--lr 1e8` stops at once, naming epoch, step and the usual causes; no checkpoint holds nan."""
     save = tmp_path / "runs"
     assert train_main(train_args(synthetic_cache.root, save, epochs=3, lr=1e8)) == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]  # the epoch's bar, then the error
-    assert [line for line in lines if "error" in line or "Traceback" in line] == [lines[-1]]
-    line = lines[-1]
+    line = error_line(capsys)
     assert "training diverged" in line and "epoch 1" in line and "--lr 1e+08" in line and "precision" in line
     for weights in (save / "tiny").rglob(checkpoint.WEIGHTS):
         assert not checkpoint.non_finite(checkpoint.load(weights.parent).weights)
