@@ -509,7 +509,7 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     assert "± n/a" in md and "± 0.00" not in md and "over 1 fold)" in md
     assert results.main(["--cv_dir", str(cv_dir), "--readme", str(readme)]) == 0
     text = readme.read_text()  # the per-modality table: its std rows
-    assert "| **std** | | **n/a** | **n/a** | **n/a** |" in text and "**0.00**" not in text
+    assert "| **std** |  | **n/a** | **n/a** | **n/a** |" in text and "**0.00**" not in text
 
 
 def test_the_reference_recipe_is_what_the_cv_command_runs(six_actor_cache, tmp_path, monkeypatch):
