@@ -57,6 +57,7 @@ from fer_lib.metrics import METRIC_NAMES, SUMMARY_METRICS
 from fer_lib.predictions import Predictions, load_predictions
 from fer_lib.reports import ABLATION_ORDER, fmt, markdown_table, write_csv, write_json
 from fer_lib.fileio import atomic_write_text, check_writable
+from fer_lib.training import run_folder
 
 FOLD_RESULT = "fold_result.json"
 
@@ -89,9 +90,10 @@ def read_fold(cv_dir: str | Path, fold: int) -> dict:
 
 
 def mean_std(values: Sequence[float]) -> dict:
-    """mean, sample std (ddof=1; 0 for one value), min, max and the values themselves."""
+    """mean, sample std (ddof=1; None for one value, where it is undefined: shown as "n/a"), min, max and the
+    values themselves."""
     values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else None,
             "min": float(values.min()), "max": float(values.max()), "per_fold": values.tolist()}
 
 
@@ -149,7 +151,7 @@ def aggregate(cv_dir: str | Path, folds: Optional[Sequence[int]] = None, name: O
     summary = {
         "name": name, "cv_dir": str(cv_dir), "folds": folds, "n_folds": results[0].get("n_folds"),
         "protocol": _protocol(results, results[0].get("n_folds")), "modalities": results[0].get("modalities", "av"),
-        "std": "sample standard deviation over folds (ddof=1)", "metrics": stats,
+        "std": "sample standard deviation over folds (ddof=1; n/a for one fold)", "metrics": stats,
         "pooled": {k: v for k, v in pooled_pred.metrics().items() if k in SUMMARY_METRICS},
         "confusion_summed": summed.tolist(), "classes": pooled_pred.metrics()["classes"], "clips": int(summed.sum()),
         "per_fold": [{"fold": r["fold"], "split_name": r.get("split_name"), "test_actors": r["test_actors"],
@@ -179,7 +181,7 @@ def summary_markdown(summary: dict) -> str:
     stats, pooled = summary["metrics"], summary["pooled"]
     headline = ", ".join(f"{METRIC_NAMES[k]} {fmt(stats[k]['mean'])} ± {fmt(stats[k]['std'])}" for k in SUMMARY_METRICS)
     md = [f"# Cross-validation: {summary['name']}", "",
-          f"**{headline} %** (mean ± std over {len(summary['folds'])} folds)", "",
+          f"**{headline} %** (mean ± std over {len(summary['folds'])} fold{'s' if len(summary['folds']) > 1 else ''})", "",
           f"Protocol: {summary['protocol']}.", f"Modalities: {summary['modalities']}.", "",
           markdown_table(("metric", "mean %", "std %", "min %", "max %", "pooled %"),
                          [(METRIC_NAMES[k], fmt(stats[k]["mean"]), fmt(stats[k]["std"]), fmt(stats[k]["min"]),
@@ -316,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         from fer_lib.paths import default_layout
 
-        cv_dir = default_layout(args.root).cv(args.name)
+        cv_dir = default_layout(args.root).cv(run_folder.check_name(args.name, "cross-validation name", "tiny_cv"))
     cross_validate(args.cache_dir, cv_dir, model_cfg, train_cfg, folds=args.folds, ablation=args.ablation,
                    data_dir=args.data_dir)
     return 0

@@ -42,8 +42,14 @@ def _one_line_traceback(exc: BaseException) -> list[str]:
 
 def one_line(exc: BaseException) -> str:
     """The exception's text with line breaks and runs of spaces collapsed to single spaces
-    (library messages, e.g. transformers' or torch's, often span several lines)."""
-    return " ".join(str(exc).split())
+    (library messages, e.g. transformers' or torch's, often span several lines). An error raised in a
+    DataLoader worker comes back as "Caught X in DataLoader worker ... Original Traceback ...", its own
+    message last: that message alone."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]  # "fer_lib.data.cache.DamagedShardError: damaged cache shard ..."
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
 
 
 def describe_os_error(exc: OSError) -> str:

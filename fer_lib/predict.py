@@ -1,6 +1,7 @@
 """Emotions over time for any video: sliding windows, one prediction each, and an overall label.
 
     python -m fer_lib.predict VIDEO --checkpoint PATH [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
+                              [--max_windows 5000]
 
 or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`; with a model already loaded (the web app,
 `fer_lib.app`), `predict_windows(trained, video) -> Timeline`, then `write_prediction`.
@@ -9,6 +10,9 @@ Any file PyAV opens, any length, any frame rate, with or without audio (`fer_lib
 it and cuts the windows). Windows of the model's `input.clip_seconds` (3.0 s by default) slide over
 the clip with a hop of half a window (`--hop`); the last window is aligned with the end of the clip
 so the end is covered; a clip shorter than a window gives one window, zero-padded as in training.
+A file whose streams end before the duration its container claims (cut short) is refused, as
+preprocessing refuses it, and so is a hop that would plan more than `--max_windows` windows; so are
+outputs that are nan or inf (a broken checkpoint), rather than reported as a label.
 Each window is prepared exactly as the preprocessing prepares a RAVDESS clip, then classified.
 
 Modality per window (`--modalities auto`, the default; only among those the checkpoint was trained with):
@@ -42,10 +46,10 @@ import numpy as np
 
 from fer_lib import EMOTIONS, cli, devices
 from fer_lib import modalities as modality_names
-from fer_lib.data.media import MediaStreams, VideoWindows, Window, open_media
+from fer_lib.data.media import MAX_WINDOWS, MediaStreams, VideoWindows, Window, open_media
 from fer_lib.errors import FerError
 from fer_lib.fileio import check_writable
-from fer_lib.predictions import PROB_FIELDS
+from fer_lib.predictions import PROB_FIELDS, check_finite
 from fer_lib.reports import new_dir, write_csv, write_json
 
 MODES = ("auto", "av", "a", "v")
@@ -179,7 +183,8 @@ class Timeline:
 
 
 def predict_windows(trained, video: str | Path, hop: Optional[float] = None, modalities: str = "auto",
-                    batch_size: int = 4, progress: bool = True, max_seconds: Optional[float] = None) -> Timeline:
+                    batch_size: int = 4, progress: bool = True, max_seconds: Optional[float] = None,
+                    max_windows: int = MAX_WINDOWS) -> Timeline:
     """The Timeline of `video` with a loaded model (`checkpoint.load_model`); nothing is written.
 
     `max_seconds`: a longer video is a PredictionError before any window is cut.
@@ -195,8 +200,10 @@ def predict_windows(trained, video: str | Path, hop: Optional[float] = None, mod
     use_audio, use_visual, notes = choose_inputs(modalities, trained.trained_modalities, media, video.name)
 
     t0 = time.perf_counter()
-    windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device)
+    windows = VideoWindows(video, media, inp, hop, use_audio, use_visual, device=next(trained.model.parameters()).device,
+                           max_windows=max_windows)
     done, probs = classify_windows(trained.model, windows, batch_size, progress)
+    check_finite(probs, "windows", trained.path)
     notes += face_notes(done, use_audio, video.name) if use_visual else []
     mean = probs.mean(axis=0)
     used = sorted({w.modalities for w in done})
@@ -232,7 +239,7 @@ def write_prediction(timeline: Timeline, trained, out_root: Path) -> dict:
 def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str | Path] = None,
                   hop: Optional[float] = None, modalities: str = "auto", batch_size: int = 4, device=None,
                   progress: bool = True, verbose: bool = True, allow_other_frozen_weights: bool = False,
-                  allow_incomplete: bool = False) -> dict:
+                  allow_incomplete: bool = False, max_windows: int = MAX_WINDOWS) -> dict:
     """Per-window emotion probabilities of `video` and its overall label (module docstring).
 
     Returns the content of prediction.json plus "out_dir" and "window_rows" (the rows of windows.csv).
@@ -250,7 +257,7 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
     sync_note = run_folder.check_synced(ckpt_dir, allow_incomplete)
     out_root = check_writable(Path(out) if out else default_out_dir(ckpt_dir, video))
     trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
-    timeline = predict_windows(trained, video, hop, modalities, batch_size, progress)
+    timeline = predict_windows(trained, video, hop, modalities, batch_size, progress, max_windows=max_windows)
     timeline.notes += [sync_note.line] if sync_note is not None else []
     for note in timeline.notes:
         warnings.warn(f"{video.name}: {note}", stacklevel=2)
@@ -297,6 +304,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--hop", type=cli.POSITIVE_FLOAT, default=None,
                         help="seconds between window starts (default half a window)")
     parser.add_argument("--modalities", default="auto", help="auto (default), av, a or v")
+    parser.add_argument("--max_windows", type=cli.POSITIVE_INT, default=MAX_WINDOWS,
+                        help="the most windows to cut the video into (a larger count stops before any work)")
     parser.add_argument("--batch_size", type=cli.POSITIVE_INT, default=4)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--no_progress", action="store_true")
@@ -309,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = predict_video(args.video, args.checkpoint, args.out, hop=args.hop, modalities=args.modalities,
                                batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
                                allow_other_frozen_weights=args.allow_other_frozen_weights,
-                               allow_incomplete=args.allow_incomplete)
+                               allow_incomplete=args.allow_incomplete, max_windows=args.max_windows)
     for note in result["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
     return 0

@@ -30,6 +30,22 @@ class PredictionsFileError(FerError):
     """A predictions.csv is missing or is not one."""
 
 
+class NonFiniteOutputError(FerError):
+    """The model's outputs hold nan or inf: nothing is reported from them."""
+
+
+def check_finite(probs: np.ndarray, what: str, checkpoint="the checkpoint") -> np.ndarray:
+    """`probs` when every value is finite; NonFiniteOutputError naming how many of `what` are not. A model
+    with nan/inf weights (a diverged run) predicts nan for everything, and argmax would call that class 0."""
+    probs = np.asarray(probs)
+    bad = ~np.isfinite(probs.reshape(len(probs), -1)).all(axis=1)
+    if bad.any():
+        raise NonFiniteOutputError(f"the model's outputs are nan or inf for {int(bad.sum())} of {len(probs)} {what}: "
+                                   f"{checkpoint} is broken (a diverged run?); use an earlier checkpoint, or train "
+                                   "again with a lower --lr")
+    return probs
+
+
 @dataclass
 class Predictions:
     """Per-clip results: what predictions.csv holds, as arrays."""
@@ -45,7 +61,8 @@ class Predictions:
 
     @classmethod
     def from_probs(cls, paths: Sequence[str], actors, labels, probs) -> "Predictions":
-        probs = np.asarray(probs, np.float64).reshape(len(paths), len(EMOTIONS))
+        """From a model's probabilities [N, C]; NonFiniteOutputError when any is nan or inf."""
+        probs = check_finite(np.asarray(probs, np.float64).reshape(len(paths), len(EMOTIONS)), "clips")
         return cls(list(map(str, paths)), np.asarray(actors, np.int64).reshape(-1),
                    np.asarray(labels, np.int64).reshape(-1), probs.argmax(axis=1).astype(np.int64), probs)
 

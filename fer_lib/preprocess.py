@@ -35,7 +35,7 @@ def ensure_cache(data_dir: Optional[str | Path] = None, cache_dir: Optional[str 
                  config: Optional[PreprocessConfig] = None, **preprocess_kwargs) -> Path:
     """The preprocessing cache a command reads, built first when raw clips are given.
 
-    - `cache_dir` alone: it must be a cache.
+    - `cache_dir` alone: it must be a cache, and not one a preprocessing run is still writing.
     - `data_dir` (raw clips): preprocessed into `cache_dir` (default `default_cache_dir(data_dir)`);
       resumable, so a cache that is complete costs seconds.
     `data_dir` is always raw clips: a cache passed as data_dir is a one-line DataError saying so.
@@ -45,6 +45,7 @@ def ensure_cache(data_dir: Optional[str | Path] = None, cache_dir: Optional[str 
             raise DataError("no data: give --cache_dir (the preprocessing cache) or --data_dir (the raw RAVDESS clips)")
         cache_dir = Path(cache_dir).expanduser()
         cache.read_manifest(cache_dir)  # a one-line DataError when it is not a cache
+        cache.check_not_building(cache_dir)
         return cache_dir
     data_dir = Path(data_dir).expanduser()
     if cache.is_cache(data_dir):

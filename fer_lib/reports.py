@@ -71,9 +71,10 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence])
     return atomic_write_text(path, buffer.getvalue())
 
 
-def fmt(value: float) -> str:
-    """A fraction as a percentage with 2 decimals (0.875 -> '87.50')."""
-    return f"{100 * value:.2f}"
+def fmt(value: Optional[float]) -> str:
+    """A fraction as a percentage with 2 decimals (0.875 -> '87.50'); None (undefined, e.g. the std of one
+    fold) -> 'n/a'."""
+    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:

@@ -502,6 +502,15 @@ def test_cross_validation_two_folds_resumable(six_actor_cache, tmp_path):
     assert again["status"] == {1: "resumed"} and again["folds"] == [0, 1]
     assert len(read_rows(cv_dir / "fold_1" / "metrics.csv")) == 1
 
+    # issue 22.7: the std of one fold is undefined: "n/a", never "± 0.00", and README copies that
+    one = cv.aggregate(cv_dir, folds=[0])
+    assert all(one["metrics"][k]["std"] is None for k in ("war", "uar", "macro_f1"))
+    md = (cv_dir / "summary.md").read_text()
+    assert "± n/a" in md and "± 0.00" not in md and "over 1 fold)" in md
+    assert results.main(["--cv_dir", str(cv_dir), "--readme", str(readme)]) == 0
+    text = readme.read_text()  # the per-modality table: its std rows
+    assert "| **std** |  | **n/a** | **n/a** | **n/a** |" in text and "**0.00**" not in text
+
 
 def test_the_reference_recipe_is_what_the_cv_command_runs(six_actor_cache, tmp_path, monkeypatch):
     from fer_lib.config import get_recipe

@@ -446,6 +446,8 @@ def path_cases(cache: Path, clips: Path, run: Path, video: Path, missing: Path, 
         ("fer_lib.cv", ["--cache_dir", str(cache), "--cv_dir", str(a_file), "--config_type", "tiny"], str(a_file)),
         ("fer_lib.cv", ["--cache_dir", str(cache), "--name", "x", "--root", str(a_file), "--config_type", "tiny"],
          str(a_file)),
+        ("fer_lib.cv", ["--cache_dir", str(cache), "--name", "../../esc", "--root", str(scratch), "--config_type", "tiny"],
+         "not a folder name"),  # issue 22.6: the name check train makes
         ("fer_lib.cv", ["--cache_dir", str(cache), "--cv_dir", str(scratch / "cv"), "--folds", "x"], "--folds"),
         ("fer_lib.cv", ["--cache_dir", str(cache), "--cv_dir", str(scratch / "cv"), "--folds", "0,6"], "--folds"),
         ("fer_lib.demo", ["--out", str(a_file)], str(a_file)),

@@ -170,7 +170,7 @@ def test_run_folder_layout_metrics_and_checkpoints(short_run, synthetic_cache):
 
     for name in ("last", "best"):
         folder = run / "checkpoints" / name
-        assert sorted(p.name for p in folder.iterdir()) == sorted(checkpoint.FILES)
+        assert sorted(p.name for p in folder.iterdir()) == sorted(checkpoint.FILES + (checkpoint.CHECKSUMS,))
         state = torch.load(folder / checkpoint.STATE, weights_only=True)  # no pickled code needed
         assert {"optimizer", "scheduler", "scaler", "rng"} <= set(state)
     ckpt = checkpoint.load(run / "checkpoints" / "last")

@@ -50,6 +50,12 @@ Rules:
   each finished clip is a file in the staging folder (`Staging`), on the runtime's local disk, so a
   killed run redoes nothing it finished and Drive only ever sees complete shards.
 - A problem marker remembers the source key: a changed source is tried again.
+- Integrity: a shard is checked when read (it opens as a zip and holds its index; each member's CRC-32
+  as it is read). A damaged one is never skipped: listing the clips (training, evaluation) raises a
+  one-line `DamagedShardError` naming it and the command that rebuilds its actor; preprocessing
+  rebuilds it from the actor's raw clips when they are there (saying so) and otherwise reports it as a
+  problem, as `preprocess --check` does (`shard_problems`, which also checks every CRC).
+- Readers take a cache only when no builder holds it (`check_not_building`, `fer_lib.locking`).
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from fer_lib import locking
 from fer_lib.config import ConfigError, PreprocessConfig, from_dict
 from fer_lib.data.index import PROBLEMS_CSV, REPORT_JSON, DataError, DataIndex, Problem
 from fer_lib.data.ravdess import ALL_ACTORS, NAME_PATTERN, RavdessClip, RavdessNameError, parse_name
@@ -92,6 +99,10 @@ ENTRY_OVERHEAD_BYTES = 4_000
 
 class CacheMismatchError(DataError):
     """The cache_dir was built with other preprocessing parameters."""
+
+
+class DamagedShardError(DataError):
+    """A shard of the cache cannot be read (cut short, bits changed); the message names it and how to rebuild it."""
 
 
 class DiskSpaceError(DataError):
@@ -150,6 +161,21 @@ def manifest_hash(cache_dir: str | Path) -> str:
 def manifest_config(cache_dir: str | Path) -> PreprocessConfig:
     """The PreprocessConfig a cache was built with."""
     return from_dict(PreprocessConfig, read_manifest(cache_dir)["preprocess_config"])
+
+
+def check_not_building(cache_dir: str | Path) -> None:
+    """DataError when a builder (preprocessing, the download) holds `cache_dir`: the clips it has written so
+    far are not the cache, and training or evaluating on them would silently use fewer actors. The readers
+    call this (`fer_lib.preprocess.ensure_cache`) before listing the clips."""
+    if not (Path(cache_dir) / locking.LOCK_NAME).exists():  # nobody holds it: nothing is written to find out
+        return
+    try:
+        held = locking.is_held(cache_dir)
+    except OSError:  # a folder this user may only read: no builder of this user's is in it
+        held = False
+    if held:
+        raise DataError(f"{cache_dir} is still being written by {locking.holder(cache_dir)}; wait until it "
+                        "finishes (or stop it and run it again to finish the cache), then run this command again")
 
 
 def is_cache(folder: str | Path) -> bool:
@@ -308,13 +334,14 @@ def cache_dir_of(path: str | Path) -> Path:
 
 
 def read_entry(path: str | Path) -> dict[str, np.ndarray]:
-    """All arrays of one cached clip (`RavdessClip.path` of a cached clip: shard / member)."""
+    """All arrays of one cached clip (`RavdessClip.path` of a cached clip: shard / member). The zip's CRC-32
+    of the member is checked as it is read: a damaged one is a DamagedShardError, never wrong arrays."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path.parent) as shard:
             data = shard.read(path.name)
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise DataError(f"cannot read {path.name} from {path.parent} ({exc}); rebuild the cache") from None
+        raise damaged_shard(path.parent, f"cannot read {path.name} ({exc})") from None
     return decode_entry(data)
 
 
@@ -325,6 +352,41 @@ def read_entry(path: str | Path) -> dict[str, np.ndarray]:
 
 def shard_path(cache_dir: str | Path, actor: int) -> Path:
     return Path(cache_dir) / f"actor_{int(actor):02d}{SHARD_SUFFIX}"
+
+
+def damaged_shard(shard: Path, why: str) -> DamagedShardError:
+    """The one-line error of a damaged shard: which, why, and the command that rebuilds its actor."""
+    actor = int(shard.name[len("actor_"):len("actor_") + 2])
+    return DamagedShardError(
+        f"damaged cache shard {shard}: {why}; rebuild actor {actor}: put Actor_{actor:02d}'s clips (or "
+        f"Video_Speech_Actor_{actor:02d}.zip) in RAW and run `python -m fer_lib.preprocess --data_dir RAW "
+        f"--cache_dir {shard.parent}`")
+
+
+def _open_shard(path: Path, crc: bool = False) -> list[str]:
+    """The member names of a shard, after checking it opens, holds its index and (`crc`) that every member's
+    CRC-32 matches (reads the whole shard). DamagedShardError otherwise."""
+    try:
+        with zipfile.ZipFile(path) as shard:
+            json.loads(shard.read(SHARD_INDEX))
+            bad = shard.testzip() if crc else None
+            if bad is not None:
+                raise zipfile.BadZipFile(f"{bad} fails its CRC-32 check")
+            return shard.namelist()
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
+        raise damaged_shard(path, f"not a complete zip ({exc})") from None
+
+
+def shard_problems(cache_dir: str | Path, crc: bool = True) -> list[Problem]:
+    """Every damaged shard of `cache_dir` as a Problem (kind damaged_shard; the reason says how to rebuild it),
+    for the check and the preprocessing report. `crc`: read every member (the whole cache) to check it."""
+    problems = []
+    for path in _shards(Path(cache_dir)):
+        try:
+            _open_shard(path, crc)
+        except DamagedShardError as exc:
+            problems.append(Problem(str(path), "damaged_shard", str(exc), stage="preprocess"))
+    return problems
 
 
 def _shards(cache_dir: Path) -> list[Path]:
@@ -339,8 +401,10 @@ def shard_index(cache_dir: str | Path, actor: int) -> Optional[dict]:
     try:
         with zipfile.ZipFile(path) as shard:
             return json.loads(shard.read(SHARD_INDEX))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
-        return None  # damaged (it was written atomically, so by something else): rebuilt like a missing one
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        # damaged (it was written atomically, so by something else): rebuilt like a missing one, saying so
+        tqdm.write(f"{path} is damaged ({exc}): its actor's clips are preprocessed again")
+        return None
 
 
 def read_members(cache_dir: str | Path, actor: int, stems: Iterable[str]) -> dict[str, bytes]:
@@ -369,18 +433,21 @@ def write_shard(cache_dir: str | Path, actor: int, members: dict[str, bytes], ma
 
 
 def cached_stems(cache_dir: str | Path) -> set[str]:
-    """Every clip stem in the shards of `cache_dir` (reads only the shards' tables of contents)."""
-    return {c.stem for c in _clips_in_shards(Path(cache_dir))}
+    """Every clip stem in the readable shards of `cache_dir` (reads only the shards' tables of contents; a
+    damaged shard counts as holding none: preprocessing rebuilds it, `shard_problems` reports it)."""
+    return {c.stem for c in _clips_in_shards(Path(cache_dir), skip_damaged=True)}
 
 
-def _clips_in_shards(cache_dir: Path) -> list[RavdessClip]:
+def _clips_in_shards(cache_dir: Path, skip_damaged: bool = False) -> list[RavdessClip]:
+    """The clips of every shard; DamagedShardError for a shard that cannot be read, unless `skip_damaged`."""
     clips = []
     for path in _shards(cache_dir):
         try:
-            with zipfile.ZipFile(path) as shard:
-                names = shard.namelist()
-        except zipfile.BadZipFile:
-            continue
+            names = _open_shard(path)
+        except DamagedShardError:
+            if skip_damaged:
+                continue
+            raise
         for name in names:
             if name.endswith(ENTRY_SUFFIX):
                 try:

@@ -202,8 +202,16 @@ def _classify(path_like: str, config: PreprocessConfig):
     return ("keep", record)
 
 
-def _walk(root: Path) -> Iterable[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk(root: Path, problems: Optional[list] = None) -> Iterable[Path]:
+    """Every file below `root`; a folder that cannot be listed (no permission, an I/O error) is appended to
+    `problems` (never silently taken for an empty one)."""
+    def unreadable(exc: OSError) -> None:
+        if problems is not None:
+            problems.append(Problem(_display(Path(exc.filename), root), "unreadable_folder",
+                                    f"cannot list this folder ({exc.strerror}): give this user read access "
+                                    "(e.g. chmod -R u+rX), then run again"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for name in sorted(filenames):
             yield Path(dirpath) / name
@@ -306,7 +314,7 @@ def build_index(data_dir: str | Path, config: Optional[PreprocessConfig] = None,
     clips: list[RavdessClip] = []
     n_files = 0
     for base in roots:
-        for path in _walk(base):
+        for path in _walk(base, problems):
             kind = _classify(str(path), config)
             if kind[0] == "ignore":
                 continue
@@ -440,6 +448,7 @@ def save_report(out_dir: str | Path, report: dict, problems: list[Problem]) -> t
 def check_data(data_dir: str | Path, out_dir: Optional[str | Path] = None, config: Optional[PreprocessConfig] = None,
                unpack_dir: Optional[str | Path] = None, verbose: bool = True, progress: bool = True) -> DataIndex:
     """The integrity check: index + open every clip, print found vs expected, save report.json/problems.csv.
+    When `out_dir` is a preprocessing cache, its damaged shards are problems too.
 
     Raises DataError (one line) when the folder is missing or holds no usable clip; the report is
     saved first when `out_dir` is given.
@@ -450,6 +459,11 @@ def check_data(data_dir: str | Path, out_dir: Optional[str | Path] = None, confi
         if out_dir is not None:
             save_report(out_dir, {"data_dir": str(data_dir), "error": str(exc)}, [])
         raise
+    if out_dir is not None:
+        from fer_lib.data import cache  # cache.py builds on this module
+
+        if cache.is_cache(out_dir):  # the shards already written there are checked too (every member's CRC-32)
+            index.problems += cache.shard_problems(out_dir, crc=True)
     if verbose:
         print(format_report(index))
     if out_dir is not None:

@@ -16,6 +16,7 @@ less than MIN_AUDIO_SECONDS of audio (past the end of the track) is visual-only.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from fer_lib.data.video import ClipError
 from fer_lib.errors import FerError, one_line
 
 MIN_AUDIO_SECONDS = 0.1  # a window with less real audio than this is treated as having none
+# The most windows one video is cut into unless asked for more (`max_windows`, predict's --max_windows):
+# 5000 windows of the default hop (1.5 s) cover 2 hours; a tiny --hop would otherwise plan millions.
+MAX_WINDOWS = 5000
 
 
 class MediaError(FerError):
@@ -46,14 +50,20 @@ class MediaStreams:
     start: float  # container time of the media start (audio start when there is audio)
 
 
-def window_starts(duration: float, window: float, hop: float) -> np.ndarray:
+def window_starts(duration: float, window: float, hop: float, max_windows: int = MAX_WINDOWS) -> np.ndarray:
     """Start times of the windows: every `hop` seconds while a full window fits, then one window
     ending at the clip's end (when the regular ones leave more than 10% of a window uncovered);
-    a clip no longer than one window gets a single window at 0."""
+    a clip no longer than one window gets a single window at 0. MediaError, before any work, when
+    that is more than `max_windows`."""
     if hop <= 0:
         raise MediaError(f"hop must be positive, got {hop}")
     if duration <= window:
         return np.zeros(1)
+    planned = math.floor((duration - window + 1e-9) / hop) + 2  # the regular ones and, at most, one at the end
+    if planned > max_windows:
+        raise MediaError(f"a hop of {hop:g} s over {duration:.1f} s plans {planned:,} windows, more than the "
+                         f"{max_windows:,} allowed (--max_windows): use a larger --hop (e.g. {window / 2:g}, "
+                         f"half a window) or raise --max_windows")
     starts = list(np.arange(0.0, duration - window + 1e-9, hop))
     if duration - (starts[-1] + window) > 0.1 * window:
         starts.append(duration - window)
@@ -64,7 +74,7 @@ def open_media(path: str | Path, sample_rate: int) -> MediaStreams:
     """Probe `path` and decode its audio (if any). MediaError when nothing usable is there."""
     import av
 
-    from fer_lib.data.video import open_container, read_audio, stream_end
+    from fer_lib.data.video import check_ends, open_container, read_audio, stream_end
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -78,6 +88,11 @@ def open_media(path: str | Path, sample_rate: int) -> MediaStreams:
         astream = container.streams.audio[0] if container.streams.audio else None
         if vstream is None and astream is None:
             raise MediaError(f"{path.name}: no video and no audio stream: nothing to predict from")
+        try:  # what the container claims is what decodes: a file cut short is refused, as preprocessing does
+            check_ends(container, [s for s in (astream, vstream) if s is not None], "is the file complete?")
+        except ClipError as exc:
+            raise MediaError(f"{path.name}: {exc.message}") from None
+        container.seek(0)
         audio, audio_start = None, 0.0
         if astream is not None:
             try:
@@ -162,11 +177,14 @@ class VideoWindows:
     """The windows of a video, one `Window` at a time (`use_audio` / `use_visual`: which inputs to cut)."""
 
     def __init__(self, path: str | Path, media: MediaStreams, input_cfg: InputConfig, hop: float,
-                 use_audio: bool, use_visual: bool, device="cpu"):
+                 use_audio: bool, use_visual: bool, device="cpu", max_windows: int = MAX_WINDOWS):
         self.path, self.media, self.input_cfg = Path(path), media, input_cfg
         self.use_audio, self.use_visual, self.device = use_audio, use_visual, device
         self.seconds = input_cfg.num_samples / input_cfg.sample_rate
-        self.starts = window_starts(media.duration, self.seconds, hop)
+        try:
+            self.starts = window_starts(media.duration, self.seconds, hop, max_windows)
+        except MediaError as exc:
+            raise MediaError(f"{self.path.name}: {exc}") from None
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -376,7 +376,7 @@ class Preprocessor:
         config = self.config
         new_problems = [Problem(r["path"], r["kind"], r["reason"], stage="preprocess")
                         for r in self.results if r["status"] != "ok"]
-        problems = index.problems + self.known + new_problems
+        problems = index.problems + self.known + new_problems + cache.shard_problems(self.cache_dir, crc=False)
         stems = cache.cached_stems(self.cache_dir)
         cached_counts = {a: [0] * 8 for a in range(1, 25)}
         for c in index.clips:

@@ -94,12 +94,29 @@ def stream_end(stream, container) -> float:
     return 0.0
 
 
+def check_ends(container, streams, what_to_do: str) -> None:
+    """ClipError("truncated") unless each of `streams` has data near the end its container declares.
+
+    Seeks each stream to 0.3 s before its declared end and reads one packet: a truncated file (a
+    partial download, a copy cut short) has its index but not its last bytes, and yields no packet
+    there. Preprocessing (`probe`) and prediction (`fer_lib.data.media.open_media`) both check this."""
+    for stream in streams:
+        end = stream_end(stream, container)
+        target = max(0.0, end - 0.3)
+        try:
+            container.seek(int(target / stream.time_base), stream=stream, any_frame=True, backward=True)
+            packet = next(iter(container.demux(stream)), None)
+        except av.FFmpegError as exc:
+            raise ClipError("undecodable", f"{stream.type} stream unreadable near its end ({_short(exc)})") from None
+        if packet is None or packet.pts is None or not packet.size:
+            raise ClipError("truncated", f"file ends early: no {stream.type} data near its declared end "
+                                         f"({end:.2f} s); {what_to_do}")
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Cheap integrity check: opens, both streams present, and the last packets are really there.
 
-    Seeks each stream to 0.3 s before its declared end and reads one packet: a truncated file
-    (a partial download) has its index but not its last bytes, and yields no packet there.
-    Raises ClipError.
+    A truncated file is found by `check_ends`. Raises ClipError.
     """
     container = open_container(path)
     try:
@@ -107,17 +124,7 @@ def probe(path: str | Path) -> MediaInfo:
         duration = container.duration / 1e6 if container.duration else stream_end(video, container)
         if duration <= 0:
             raise ClipError("undecodable", "duration is zero")
-        for stream in (audio, video):
-            end = stream_end(stream, container)
-            target = max(0.0, end - 0.3)
-            try:
-                container.seek(int(target / stream.time_base), stream=stream, any_frame=True, backward=True)
-                packet = next(iter(container.demux(stream)), None)
-            except av.FFmpegError as exc:
-                raise ClipError("undecodable", f"{stream.type} stream unreadable near its end ({_short(exc)})") from None
-            if packet is None or packet.pts is None or not packet.size:
-                raise ClipError("truncated", f"file ends early: no {stream.type} data near its declared end "
-                                             f"({end:.2f} s); re-download or re-unpack it")
+        check_ends(container, (audio, video), "re-download or re-unpack it")
         rate = video.average_rate or video.guessed_rate or 30
         return MediaInfo(duration=duration, width=video.codec_context.width, height=video.codec_context.height,
                          fps=float(rate), audio_rate=audio.codec_context.sample_rate or 0,

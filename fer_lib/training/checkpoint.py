@@ -8,6 +8,9 @@ Layout of one checkpoint folder (`runs/<name>/checkpoints/last/` and `.../best/`
                           early-stopping counter, the running sums of the unfinished epoch
     config.json           {"model": ModelConfig, "train": TrainConfig}: rebuilds the model
     split.json            the actors of train / val / test, the fold, the preprocessing manifest hash
+    checksums.json        the sha256 of each file above, checked on every load: a file changed or damaged
+                          since it was written (a bit flipped on a disk, a copy cut short) is named, never
+                          used; a checkpoint of an earlier fer_lib has none and is read without it
 
 A folder is self-contained: evaluation and prediction need nothing else (`load_model` rebuilds the
 model from it, for inference). Loading reads only safetensors, JSON and
@@ -37,6 +40,7 @@ half-written) and keeps RNG states as one file per rank. Here one process (rank 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -59,6 +63,7 @@ PROGRESS = "trainer_state.json"
 CONFIG = "config.json"
 SPLIT = "split.json"
 FILES = (WEIGHTS, STATE, PROGRESS, CONFIG, SPLIT)
+CHECKSUMS = "checksums.json"
 SPARE = ".spare"
 RETIRED = ".retired"  # suffix of a checkpoint renamed away during the three renames
 # What a failed write raises: OSError from Python, RuntimeError from torch.save's zip writer, SafetensorError.
@@ -82,9 +87,14 @@ class Checkpoint:
 def save(checkpoint: Checkpoint, run_dir: str | Path, names: tuple[str, ...] = ("last",)) -> list[Path]:
     """Write `checkpoint` as `run_dir/checkpoints/<name>/` for each name: the first written and read back,
     the others copied from it. The loop passes ("best", "last"), so that `last` never names a newer best
-    than `best` holds. Any failure raises CheckpointError, with that name's previous checkpoint kept."""
+    than `best` holds. Any failure raises CheckpointError, with that name's previous checkpoint kept;
+    so do weights holding nan or inf (a diverged run), which are never written."""
     root = Path(run_dir) / "checkpoints"
     name = names[0]
+    broken = non_finite(checkpoint.weights)
+    if broken:
+        raise CheckpointError(f"not saving checkpoint {name!r} in {root}: {broken} (the previous {name!r} is kept); "
+                              "the training diverged: lower --lr")
     try:
         _repair(root)
         (root / SPARE).mkdir(parents=True, exist_ok=True)
@@ -105,8 +115,10 @@ def publish(folder: Path, root: Path, name: str) -> Path:
     _repair(root)
     spare = root / SPARE
     spare.mkdir(parents=True, exist_ok=True)
-    for file in FILES:
-        if copy_in_place(folder / file, spare / file) != (folder / file).stat().st_size:
+    for file in FILES + (CHECKSUMS,):
+        if file == CHECKSUMS and not (folder / file).is_file():  # a checkpoint of an earlier fer_lib
+            (spare / file).unlink(missing_ok=True)
+        elif copy_in_place(folder / file, spare / file) != (folder / file).stat().st_size:
             raise OSError(f"{spare / file} was copied incompletely")
     return _rotate(root, name)
 
@@ -119,6 +131,11 @@ def load(path: str | Path) -> Checkpoint:
     missing = [name for name in FILES if not (path / name).is_file()]
     if missing:
         raise CheckpointError(f"not a checkpoint folder: {path} (missing {', '.join(missing)})")
+    changed = _changed_files(path)
+    if changed:
+        raise CheckpointError(f"damaged checkpoint {path}: {', '.join(changed)} changed since it was written "
+                              f"(its sha256 differs from {CHECKSUMS}); use another checkpoint (best, last), or train "
+                              "again")
     readers = {WEIGHTS: lambda file: load_file(str(file)),
                STATE: lambda file: torch.load(file, map_location="cpu", weights_only=True),
                PROGRESS: read_progress_file, CONFIG: read_config, SPLIT: lambda file: json.loads(file.read_text())}
@@ -129,8 +146,18 @@ def load(path: str | Path) -> Checkpoint:
         except Exception as exc:  # safetensors, pickle and JSON each raise their own types for a damaged file
             raise CheckpointError(f"damaged checkpoint {path}: {name}: {one_line(exc)}; restore that file from a copy, "
                                   "or use another checkpoint") from exc
+    broken = non_finite(content[WEIGHTS])
+    if broken:
+        raise CheckpointError(f"unusable checkpoint {path}: {broken} (written by a run that diverged); use an "
+                              "earlier checkpoint, or train again with a lower --lr")
     return Checkpoint(weights=content[WEIGHTS], state=content[STATE], progress=content[PROGRESS],
                       config=content[CONFIG], split=content[SPLIT], path=path)
+
+
+def non_finite(weights: dict[str, torch.Tensor]) -> str:
+    """'nan or inf in 226 of 230 weight tensors (first: ...)' when any weight is not finite; '' otherwise."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return f"nan or inf in {len(bad)} of {len(weights)} weight tensors (first: {bad[0]})" if bad else ""
 
 
 def read_progress_file(file: Path) -> dict:
@@ -240,6 +267,28 @@ def _write(checkpoint: Checkpoint, folder: Path) -> None:
         shutil.copymode(folder / CONFIG, folder / WEIGHTS)
     except OSError:  # a file system without modes (a FUSE mount): there is nothing to give
         pass
+    (folder / CHECKSUMS).write_text(json.dumps({name: _sha256(folder / name) for name in FILES}, indent=2))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _changed_files(folder: Path) -> list[str]:
+    """The files of `folder` whose sha256 is not the one CHECKSUMS stored (none when there is no CHECKSUMS)."""
+    if not (folder / CHECKSUMS).is_file():
+        return []
+    try:
+        stored = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError):
+        return [CHECKSUMS]
+    if not isinstance(stored, dict):
+        return [CHECKSUMS]
+    return [name for name in FILES if stored.get(name) != _sha256(folder / name)]
 
 
 def _verify(folder: Path, weights: dict[str, torch.Tensor]) -> None:

@@ -13,6 +13,13 @@ What Accelerate does here, and what is written by hand (and why):
   assumes a schedule sized on the undivided loader); ours is sized on this process's batches.
 - Checkpoints and data order: see checkpoint.py and sampler.py.
 
+Non-finite numbers stop training (`DivergedError`, one line naming the epoch and step, the learning rate
+and the precision): a nan or inf gradient norm or training loss, checked once per optimizer step before
+the step is taken, or a nan validation loss; no checkpoint is written from it, so `last` and `best`
+keep the last finite weights (checkpoint.py refuses non-finite ones besides). Under fp16 an overflowing
+step is the GradScaler's to skip (it lowers its scale and carries on); SKIPPED_STEPS_WARNING skipped in a
+row print one warning.
+
 Checkpoints: `last` at the end of every epoch and, with `checkpoint_every_steps` N, every N optimizer
 steps inside an epoch (always at the end of an accumulation window, so no gradient is pending);
 `best` whenever the validation metric (`early_stopping_metric`) improves. They go to the run folder the
@@ -45,6 +52,7 @@ from tqdm.auto import tqdm
 
 from fer_lib.config import ConfigError
 from fer_lib.data.dataset import make_loader
+from fer_lib.errors import FerError
 from fer_lib.metrics import classification_metrics
 from fer_lib.training import checkpoint
 from fer_lib.training.drive_sync import DriveSync
@@ -53,6 +61,13 @@ from fer_lib.training.logging import MetricsLog
 from fer_lib.training.optim import build_scheduler, restore_schedule
 from fer_lib.training.stopping import StopRequest
 from fer_lib.training.sampler import EpochBatches
+
+
+SKIPPED_STEPS_WARNING = 25  # fp16: this many optimizer steps in a row skipped by the grad scaler are worth a line
+
+
+class DivergedError(FerError):
+    """Training produced nan or inf; the message names where, what is kept, and the usual causes."""
 
 
 @dataclass
@@ -99,6 +114,8 @@ class Trainer:
         self.scheduler = build_scheduler(optimizer, train_cfg, self.steps_per_epoch)
         # Running train sums of this process (loss * clips, correct, clips), kept on the device: no sync per batch.
         self.sums = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+        self.loss_finite = torch.ones((), dtype=torch.bool, device=accelerator.device)  # this accumulation window
+        self.skipped_in_row = 0  # fp16 steps the scaler skipped since the last one taken
         if accelerator.is_main_process:  # a resumed epoch's sums so far, over all processes, count once
             self.sums += torch.tensor([progress.loss_sum, progress.correct, progress.seen], dtype=torch.float64,
                                       device=accelerator.device)  # float64 as saved: float32 would round the sum
@@ -123,6 +140,8 @@ class Trainer:
             train_loss, train_acc = trained
             val = self.evaluate()
             lr = next(group["lr"] for group in self.optimizer.param_groups if group["name"] == "heads")
+            if not math.isfinite(val["loss"]):
+                self._diverged(f"the validation loss after epoch {p.epoch + 1} is {val['loss']}")
             metric = val[self.cfg.early_stopping_metric]
             improved = p.best_metric is None or metric > p.best_metric
             p.epoch += 1
@@ -164,6 +183,7 @@ class Trainer:
                 out = self.model(batch, modalities=self.modalities)
                 self.accelerator.backward(out.loss / window)
             labels = batch["label"]
+            self.loss_finite &= torch.isfinite(out.loss.detach())
             self.sums += torch.stack([out.loss.detach().double() * len(labels),
                                       (out.logits.argmax(-1) == labels).sum().double(),
                                       torch.tensor(len(labels), dtype=torch.float64, device=labels.device)])
@@ -183,12 +203,36 @@ class Trainer:
         return loss_sum / seen, correct / seen
 
     def _optimizer_step(self) -> None:
-        self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        if self.accelerator.scaler is None:  # fp16's scaler skips an overflowing step itself
+            finite = self.loss_finite & (torch.isfinite(norm) if norm is not None else True)
+            if not bool(self.accelerator.reduce(finite.float(), "sum") == self.accelerator.num_processes):
+                self.optimizer.zero_grad(set_to_none=True)
+                what = "training loss" if not bool(self.loss_finite) else "gradient norm"
+                self._diverged(f"the {what} is {norm.item() if what == 'gradient norm' else 'nan or inf'} at "
+                               f"epoch {self.progress.epoch + 1}, step {self.progress.step + 1}")
+        self.loss_finite.fill_(True)
         self.optimizer.step()
         if not self.accelerator.optimizer_step_was_skipped:  # fp16: an overflowing step is skipped by the scaler
             self.scheduler.step()
+            self.skipped_in_row = 0
+        else:
+            self.skipped_in_row += 1
+            if self.skipped_in_row == SKIPPED_STEPS_WARNING and self.accelerator.is_main_process:
+                tqdm.write(f"warning: the last {SKIPPED_STEPS_WARNING} optimizer steps were all skipped by the fp16 "
+                           f"grad scaler (gradients overflow, scale now {self.accelerator.scaler.get_scale():g}); "
+                           f"if this goes on, lower --lr (now {self.cfg.lr:g})")
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
+
+    def _diverged(self, what: str) -> None:
+        """Stop with one line: where the numbers stopped being finite, which checkpoint is kept, the usual causes."""
+        kept = checkpoint.progress_of(self.run_dir / "checkpoints" / "last")
+        keeps = (f"{self.run_dir / 'checkpoints' / 'last'} keeps epoch {kept[0]}, the last finite weights" if kept
+                 else "no checkpoint was written")
+        precision = {"no": "fp32"}.get(self.accelerator.mixed_precision, self.accelerator.mixed_precision)
+        raise DivergedError(f"training diverged: {what}; {keeps}. Usual causes: the learning rate (--lr {self.cfg.lr:g}: "
+                            f"try 10x lower), the precision ({precision}; fp16 overflows sooner than bf16 or fp32)")
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

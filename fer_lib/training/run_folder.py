@@ -88,11 +88,17 @@ def default_run_name(config: dict) -> str:
 
 def path(save_dir: str | Path, run_name: Optional[str], config: dict) -> Path:
     """`save_dir/<run_name>`, or `save_dir/<default_run_name>` when run_name is None or empty."""
-    name = str(run_name) if run_name else default_run_name(config)
-    if name.strip() in ("", ".", "..") or re.search(r"[/\\\0]", name):
-        raise RunFolderError(f"run name {name!r} is not a folder name: use letters, digits, '-', '_' or '.' "
-                             "(no '/'), e.g. 'lightweight-lr5e-4'")
+    name = check_name(str(run_name) if run_name else default_run_name(config))
     return Path(save_dir).expanduser() / name
+
+
+def check_name(name: str, what: str = "run name", example: str = "lightweight-lr5e-4") -> str:
+    """`name` when it is one folder name (no path: nothing written outside its parent); RunFolderError otherwise.
+    The one check of every name a command makes a folder of (train's --run_name, cv's --name)."""
+    if name.strip() in ("", ".", "..") or re.search(r"[/\\\0]", name):
+        raise RunFolderError(f"{what} {name!r} is not a folder name: use letters, digits, '-', '_' or '.' "
+                             f"(no '/'), e.g. {example!r}")
+    return name
 
 
 @contextmanager
