@@ -83,6 +83,15 @@ def bit_flipped_tensor_name(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def unverified(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    """`damage`, in a checkpoint written before checksums.json existed (no checksum stops the reader first), so the
+    row shows what reading the file itself says."""
+    def in_old_checkpoint(path: Path) -> None:
+        damage(path)
+        (path.parent / checkpoint.CHECKSUMS).unlink()
+    return in_old_checkpoint
+
+
 # --------------------------------------------------------------------------------------------
 # The commands that read them: (main, argv); a function that is no command (the explorer) is
 # wrapped by cli.command, which is what a notebook shows as one line too
@@ -122,19 +131,22 @@ DAMAGED_STATE = [
     Row("manifest bit-flipped", "cache/manifest.json", replaced('"num_frames": 16', '"num_frames": 36'), evaluation,
         ("{file} is damaged", "--overwrite")),
     Row("checkpoint config.json, wrong type", "runs/tiny/checkpoints/best/config.json",
-        replaced('"num_frames": 16', '"num_frames": "16"'), evaluation,
+        unverified(replaced('"num_frames": 16', '"num_frames": "16"')), evaluation,
         ("damaged checkpoint", "config.json", "model.input.num_frames must be an integer, got '16'")),
     Row("run config.json, lr a string", "runs/tiny/config.json", replaced('"lr": 0.001', '"lr": "0.001"'), training,
         ("{file} is damaged", "train.lr must be a number, got '0.001'")),
     Row("trainer_state.json, wrong type", "runs/tiny/checkpoints/last/trainer_state.json",
-        replaced('"epoch": 1', '"epoch": "three"'), training,
+        unverified(replaced('"epoch": 1', '"epoch": "three"')), training,
         ("damaged checkpoint", "trainer_state.json", "epoch must be an integer, got 'three'")),
     Row("trainer_state.json, out of range", "runs/tiny/checkpoints/last/trainer_state.json",
-        replaced('"epoch": 1', '"epoch": -5'), training, ("damaged checkpoint", "trainer_state.json", "epoch must be >= 0")),
+        unverified(replaced('"epoch": 1', '"epoch": -5')), training, ("damaged checkpoint", "trainer_state.json", "epoch must be >= 0")),
     Row("trainer_state.json, no process", "runs/tiny/checkpoints/last/trainer_state.json",
-        replaced('"world_size": 1', '"world_size": 0'), training, ("trainer_state.json", "world_size must be >= 1")),
+        unverified(replaced('"world_size": 1', '"world_size": 0')), training, ("trainer_state.json", "world_size must be >= 1")),
     Row("safetensors header bit-flipped", "runs/tiny/checkpoints/best/model.safetensors", bit_flipped_tensor_name,
-        evaluation, ("damaged checkpoint", "model.safetensors does not match the model of its own config.json")),
+        evaluation, ("damaged checkpoint", "model.safetensors changed since it was written")),
+    Row("safetensors header bit-flipped, no checksums", "runs/tiny/checkpoints/best/model.safetensors",
+        unverified(bit_flipped_tensor_name), evaluation,
+        ("damaged checkpoint", "model.safetensors does not match the model of its own config.json")),
     Row("safetensors truncated", "runs/tiny/checkpoints/last/model.safetensors", truncated, training,
         ("damaged checkpoint", "model.safetensors")),
     Row("bench results.json truncated", "bench/results.json", truncated, bench_command,
