@@ -1,6 +1,6 @@
 """Emotions over time for any video: sliding windows, one prediction each, and an overall label.
 
-    python -m fer_lib.predict VIDEO --checkpoint PATH [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
+    python -m fer_lib.predict VIDEO --checkpoint PATH|hf://USER/NAME [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
 
 or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`.
 
@@ -26,6 +26,7 @@ Output (default `<root>/predictions/<video name>/` when the checkpoint lies in a
     faces.png         the middle face crop of (up to 12 of) the windows: what the visual branch saw
     prediction.json   the overall label = argmax of the mean of the window probabilities, that mean,
                       the mode, the windows, warnings, the video's properties and the checkpoint
+                      (for a model from the hub: hf://USER/NAME@<commit>, `TrainedModel.provenance`)
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def predict_video(video: str | Path, checkpoint: str | Path, out: Optional[str |
         "window_seconds": seconds, "hop_seconds": hop, "duration_seconds": media.duration,
         "video_info": {"has_video": media.has_video, "has_audio": media.has_audio, "fps": media.fps,
                        "width": media.width, "height": media.height},
-        "warnings": notes, "checkpoint": str(trained.path), "preset": trained.config.preset,
+        "warnings": notes, **trained.provenance(), "preset": trained.config.preset,
         "seconds": round(time.perf_counter() - t0, 2), "files": files,
     }
     write_json(folder / "prediction.json", result)
@@ -233,7 +234,8 @@ def _figures(folder: Path, video: Path, windows: list[Window], probs: np.ndarray
 def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m fer_lib.predict", description=__doc__.split("\n")[0])
     parser.add_argument("video", help="any video file (mp4, mov, ...), with or without audio")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (runs/<name>/checkpoints/best) or run folder")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint folder (runs/<name>/checkpoints/best), run folder or hf://USER/NAME[@REVISION]")
     parser.add_argument("--out", default=None, help="parent folder of the results (default <root>/predictions)")
     parser.add_argument("--hop", type=cli.POSITIVE_FLOAT, default=None,
                         help="seconds between window starts (default half a window)")
