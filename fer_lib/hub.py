@@ -114,14 +114,9 @@ def save(run_dir: str | Path, out: str | Path, checkpoint: str = "best", repo_id
     fetch (a local directory), or an `out` that holds files already.
     """
     run_dir = Path(run_dir).expanduser()
-    if checkpoint not in CHECKPOINTS:
-        raise HubError(f"--checkpoint must be best or last, got {checkpoint!r}")
     if repo_id is not None:
         check_repo_id(repo_id)
-    ckpt_dir = checkpoints.find(run_dir, checkpoint) if run_dir.is_dir() else None
-    if ckpt_dir is None:
-        raise HubError(f"no run folder with checkpoints/{checkpoint} at {run_dir}: give runs/<name>/ of a trained run"
-                       + (" (or --checkpoint last)" if checkpoint == "best" else ""))
+    ckpt_dir = checkpoint_dir(run_dir, checkpoint)
     loaded = checkpoints.load(ckpt_dir, checkpoints.INFERENCE_FILES)
     _check_sources(loaded.config)
     out = check_writable(out)
@@ -154,6 +149,7 @@ def push(run_dir: str | Path, repo_id: str, private: bool = False, checkpoint: s
 
     run_dir = Path(run_dir).expanduser()
     check_repo_id(repo_id)
+    checkpoint_dir(run_dir, checkpoint)  # before the token: the first thing to fix first
     token = token or hub_token()
     if not token:
         raise HubError(f"no Hugging Face token to upload {repo_id} with: {TOKEN_HELP}")
@@ -176,6 +172,17 @@ def push(run_dir: str | Path, repo_id: str, private: bool = False, checkpoint: s
         print(f"pushed {run_dir.name} ({checkpoint} checkpoint, {shared.bytes / 1e6:.1f} MB) to "
               f"https://huggingface.co/{repo_id}; load exactly this upload with {hub_id}")
     return hub_id
+
+
+def checkpoint_dir(run_dir: Path, checkpoint: str) -> Path:
+    """runs/<name>/checkpoints/<checkpoint> (best or last); HubError (one line) when the run has none."""
+    if checkpoint not in CHECKPOINTS:
+        raise HubError(f"--checkpoint must be best or last, got {checkpoint!r}")
+    found = checkpoints.find(run_dir, checkpoint) if run_dir.is_dir() else None
+    if found is None:
+        raise HubError(f"no run folder with checkpoints/{checkpoint} at {run_dir}: give runs/<name>/ of a trained run"
+                       + (" (or --checkpoint last)" if checkpoint == "best" else ""))
+    return found
 
 
 def check_repo_id(repo_id: str) -> str:

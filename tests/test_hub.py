@@ -73,8 +73,10 @@ def one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_the_folder_holds_trained_weights_and_loads_to_the_runs_predictions(shared, synthetic_cache, hub_cache):
-    """save -> load from the folder, and from hf://USER/NAME[@REVISION] via the hub cache: the run's predictions."""
+def test_the_folder_holds_trained_weights_and_loads_to_the_runs_predictions(shared, synthetic_cache, hub_cache,
+                                                                             tmp_path):
+    """save -> load from the folder, and from hf://USER/NAME[@REVISION] via the hub cache: the run's predictions;
+    evaluate with a hub id records the commit it loaded."""
     files = sorted(p.name for p in shared.folder.iterdir())
     assert files == ["README.md", "ablation.png", "config.json", "confusion.png", "model.safetensors", "split.json",
                      "trainer_state.json"]  # no optimizer state
@@ -87,24 +89,34 @@ def test_the_folder_holds_trained_weights_and_loads_to_the_runs_predictions(shar
     np.testing.assert_array_equal(probabilities(from_folder.model, synthetic_cache.root), expected)
     assert from_folder.hub is None and from_folder.epoch == 1
 
-    # refs/main -> MAIN (these weights); tag v1 -> TAGGED (one bias changed): the revision picks the files.
+    # refs/main -> MAIN (these weights); the tag v1 -> TAGGED (other weights): the revision picks the files.
     lay_out(hub_cache, REPO, shared.folder, MAIN)
     other = lay_out(hub_cache, REPO, shared.folder, TAGGED, refs=("v1",))
     weights = load_file(str(other / "model.safetensors"))
     weights["classifier.mlp.4.bias"] = weights["classifier.mlp.4.bias"] + torch.arange(8.0)
     save_file(weights, str(other / "model.safetensors"))
-    for hub_id, commit in ((f"hf://{REPO}", MAIN), (f"hf://{REPO}@{MAIN}", MAIN), (f"hf://{REPO}@v1", TAGGED)):
-        trained = checkpoint.load_model(hub_id, "cpu")
-        assert trained.provenance() == {"checkpoint": f"hf://{REPO}@{commit}", "checkpoint_epoch": 1,
-                                        "hub_repo": REPO, "hub_commit": commit}
-        same = np.array_equal(probabilities(trained.model, synthetic_cache.root), expected)
-        assert same == (commit == MAIN), hub_id
+    snapshot = checkpoint.resolve(f"hf://{REPO}@{MAIN}")
+    assert snapshot == hub_cache / "models--someone--fer-tiny" / "snapshots" / MAIN
+    assert checkpoint.eval_dir(snapshot) == Path("hub/someone--fer-tiny/eval")  # by default: never in the hub cache
+
+    report = evaluate.evaluate(f"hf://{REPO}", synthetic_cache.root, out=tmp_path, progress=False, verbose=False)
+    out, run_eval = Path(report["out_dir"]), Path(shared.report["out_dir"]) / "av"
+    assert (out / "predictions.csv").read_text() == (run_eval / "predictions.csv").read_text()
+    assert out.name == f"someone--fer-tiny@{MAIN[:7]}-test-av"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {k: metrics[k] for k in ("checkpoint", "checkpoint_epoch", "hub_repo", "hub_commit")} == {
+        "checkpoint": f"hf://{REPO}@{MAIN}", "checkpoint_epoch": 1, "hub_repo": REPO, "hub_commit": MAIN}
+    assert f"- checkpoint: hf://{REPO}@{MAIN}" in (out / "report.md").read_text()
+
+    tagged = checkpoint.load_model(f"hf://{REPO}@v1", "cpu")
+    assert tagged.provenance()["checkpoint"] == f"hf://{REPO}@{TAGGED}"
+    assert not np.array_equal(probabilities(tagged.model, synthetic_cache.root), expected)
     model = EmotionModel.from_pretrained(REPO, device="cpu")  # USER/NAME, as transformers takes it
-    np.testing.assert_array_equal(probabilities(model, synthetic_cache.root), expected)
+    torch.testing.assert_close(model.state_dict(), from_folder.model.state_dict(), rtol=0, atol=0)
 
 
-def test_predict_and_evaluate_with_a_hub_id_match_the_run_and_record_the_commit(shared, synthetic_cache, hub_cache,
-                                                                               tmp_path):
+def test_predict_with_a_hub_id_matches_the_run_folder_and_records_the_commit(shared, synthetic_cache, hub_cache,
+                                                                             tmp_path):
     """`python -m fer_lib.predict VIDEO --checkpoint hf://USER/NAME`: the run folder's windows, the commit recorded."""
     lay_out(hub_cache, REPO, shared.folder, MAIN)
     video = str(synthetic_cache.clips.paths[8])  # 2 s: one window
@@ -115,15 +127,6 @@ def test_predict_and_evaluate_with_a_hub_id_match_the_run_and_record_the_commit(
     result = json.loads((hub_out / "prediction.json").read_text())
     assert (result["checkpoint"], result["hub_commit"], result["label"]) == (
         f"hf://{REPO}@{MAIN}", MAIN, json.loads((run_out / "prediction.json").read_text())["label"])
-
-    report = evaluate.evaluate(f"hf://{REPO}", synthetic_cache.root, out=tmp_path / "eval", progress=False,
-                               verbose=False)
-    metrics = json.loads((Path(report["out_dir"]) / "metrics.json").read_text())
-    assert Path(report["out_dir"]).name == f"someone--fer-tiny@{MAIN[:7]}-test-av"
-    assert metrics["checkpoint"] == f"hf://{REPO}@{MAIN}" and metrics["hub_commit"] == MAIN
-    assert metrics["war"] == shared.report["results"]["av"]["war"]
-    assert f"checkpoint: hf://{REPO}@{MAIN}" in (Path(report["out_dir"]) / "report.md").read_text()
-    assert not (hub_cache / f"models--{REPO.replace('/', '--')}" / "eval").exists()  # never inside the hub cache
 
 
 def test_the_model_card_reports_the_runs_own_numbers_and_its_metadata_validates(shared):

@@ -253,7 +253,7 @@ def eval_dir(checkpoint_dir: Path) -> Path:
     """Where evaluations of a checkpoint go by default: runs/<name>/eval/ (beside a bare checkpoint folder:
     eval/), or hub/USER--NAME/eval/ in the working folder for a model from the hub, never the hub cache."""
     hub = hub_source(checkpoint_dir)
-    return hub.results_dir() / "eval" if hub else run_dir_of(checkpoint_dir) / "eval"
+    return hub_folder(hub.repo_id) / "eval" if hub else run_dir_of(checkpoint_dir) / "eval"
 
 
 # ---- models on the Hugging Face Hub ------------------------------------------------------------
@@ -270,10 +270,6 @@ class HubSource:
     def id(self) -> str:
         """hf://USER/NAME@<commit>: loads exactly these files again."""
         return f"{HUB_PREFIX}{self.repo_id}@{self.commit}"
-
-    def results_dir(self) -> Path:
-        """hub/USER--NAME: the folder of results made from this model (relative: under a root or the working folder)."""
-        return Path("hub") / self.repo_id.replace("/", "--")
 
 
 def is_hub_id(checkpoint) -> bool:
@@ -293,6 +289,11 @@ def parse_hub_id(hub_id: str) -> tuple[str, Optional[str]]:
         raise CheckpointError(f"not a hub model id: {hub_id!r}: {one_line(exc)} (e.g. hf://USER/NAME or "
                               "hf://USER/NAME@main)") from None
     return repo_id, revision or None
+
+
+def hub_folder(repo_id: str) -> Path:
+    """hub/USER--NAME: where results made from a model on the hub go (relative: under a root, or the working folder)."""
+    return Path("hub") / repo_id.replace("/", "--")
 
 
 def download(hub_id: str) -> Path:
@@ -335,7 +336,7 @@ class TrainedModel:
     @property
     def name(self) -> str:
         """What result folders are named after: best | last ..., or USER--NAME@<commit[:7]> for a hub model."""
-        return f"{self.hub.repo_id.replace('/', '--')}@{self.hub.commit[:7]}" if self.hub else self.path.name
+        return f"{hub_folder(self.hub.repo_id).name}@{self.hub.commit[:7]}" if self.hub else self.path.name
 
     def provenance(self) -> dict:
         """What every report made from this model records: the checkpoint (hf://USER/NAME@<commit> for a hub
