@@ -304,7 +304,8 @@ def _summary(model: dict, train: dict, progress: dict, split: dict, run_name: st
              f"{progress.get('step')} optimizer steps."]
     if model["preset"] == "tiny":
         lines.append("The `tiny` preset uses small randomly initialised encoders (their weights are in "
-                     "model.safetensors): a model for tests and demos, not a useful emotion recogniser.")
+                     "model.safetensors): a model for tests and demos, not a useful emotion recogniser (the demo "
+                     "and the notebooks' smoke mode train it on synthetic RAVDESS-format clips).")
     return "\n\n".join(lines)
 
 
@@ -384,7 +385,8 @@ def _training(train: dict, progress: dict, split: dict) -> str:
              "warmup_ratio", "max_grad_norm", "early_stopping_metric", "early_stopping_patience", "augment",
              "embedding_cache", "seed")
     s = Split.from_dict(split)
-    rows = [(key, f"`{train.get(key)}`") for key in shown if key in train]
+    rows = [(key, "fixed split" if key == "fold" and train[key] is None else f"`{train[key]}`")
+            for key in shown if key in train]
     rows += [(f"{part} actors", actor_ranges(actors)) for part, actors in s.parts().items()]
     best = progress.get("best_metric")
     rows += [("epochs trained", progress.get("epoch")), ("optimizer steps", progress.get("step"))]
@@ -400,7 +402,7 @@ INTENDED_USE = """## Intended use and limitations
 For research and teaching on audio-visual emotion recognition: comparing models on RAVDESS, a starting point
 for further training, demonstrations on short videos.
 
-It learned from RAVDESS alone: 24 professional actors (12 female, 12 male) speaking two neutral English
+fer_lib models learn from RAVDESS alone: 24 professional actors (12 female, 12 male) speaking two neutral English
 sentences with a North American accent, each emotion acted on request, filmed frontally in a studio; 8 classes,
 nothing else. Spontaneous emotion, other languages, accents, ages and cultures, other camera angles and light,
 several people in a frame, or a face and voice that do not belong together are outside what it saw: expect
