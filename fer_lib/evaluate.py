@@ -14,9 +14,10 @@ checkpoint is used, `last` when there is no `best`) or a model on the Hugging Fa
 `split` picks the clips by the actors stored with the checkpoint (`split.json`): `test` (default),
 `val`, or `all` (every cached clip; only honest for actors the model never saw).
 
-Output (default `runs/<name>/eval/`, or `--out`): one new folder per call, never an earlier one
-overwritten. Its name says what was measured: `<checkpoint>-<split>-<modalities>` (e.g.
-`best-test-av`), or `<checkpoint>-<split>-ablation` with `--ablation`; if that folder exists already,
+Output (default `runs/<name>/eval/`; for a hub id `hub/USER--NAME/eval/` in the working folder; or `--out`):
+one new folder per call, never an earlier one overwritten. Its name says what was measured:
+`<checkpoint>-<split>-<modalities>` (e.g. `best-test-av`; `USER--NAME@<commit>-test-av` for a hub id), or
+`<checkpoint>-<split>-ablation` with `--ablation`; if that folder exists already,
 `-2`, `-3`, ... is appended and the earlier results stay as they are.
 
     best-test-av/
