@@ -6,16 +6,18 @@
 
 or, in a notebook, `evaluate(checkpoint, cache_dir, ...) -> dict`.
 
-`checkpoint` is a checkpoint folder (`runs/<name>/checkpoints/best`) or a run folder (its `best`
-checkpoint is used, `last` when there is no `best`). `--cache_dir` is the preprocessing cache
+`checkpoint` is a checkpoint folder (`runs/<name>/checkpoints/best`), a run folder (its `best`
+checkpoint is used, `last` when there is no `best`) or a model on the Hugging Face Hub
+(`hf://USER/NAME[@REVISION]`, `fer_lib.hub`). `--cache_dir` is the preprocessing cache
 (`cache/preprocessed/`); `--data_dir` the raw clips, preprocessed first into `--cache_dir` (default:
 `cache/preprocessed/` beside the raw folder, as in the Drive layout) when they are not cached yet.
 `split` picks the clips by the actors stored with the checkpoint (`split.json`): `test` (default),
 `val`, or `all` (every cached clip; only honest for actors the model never saw).
 
-Output (default `runs/<name>/eval/`, or `--out`): one new folder per call, never an earlier one
-overwritten. Its name says what was measured: `<checkpoint>-<split>-<modalities>` (e.g.
-`best-test-av`), or `<checkpoint>-<split>-ablation` with `--ablation`; if that folder exists already,
+Output (default `runs/<name>/eval/`; for a hub id `hub/USER--NAME/eval/` in the working folder; or `--out`):
+one new folder per call, never an earlier one overwritten. Its name says what was measured:
+`<checkpoint>-<split>-<modalities>` (e.g. `best-test-av`; `USER--NAME@<commit>-test-av` for a hub id), or
+`<checkpoint>-<split>-ablation` with `--ablation`; if that folder exists already,
 `-2`, `-3`, ... is appended and the earlier results stay as they are.
 
     best-test-av/
@@ -159,7 +161,7 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
     device = devices.resolve(device)
     ckpt_dir = checkpoints.resolve(checkpoint)
     sync_note = run_folder.check_synced(ckpt_dir, allow_incomplete)
-    out_root = check_writable(Path(out) if out else checkpoints.run_dir_of(ckpt_dir) / "eval")
+    out_root = check_writable(Path(out) if out else checkpoints.eval_dir(ckpt_dir))
     cache_dir = ensure_cache(data_dir, cache_dir)  # before the (slow) model load: bad input fails fast
     manifest = cache.read_manifest(cache_dir)
     trained = checkpoints.load_model(ckpt_dir, device, allow_other_frozen_weights)
@@ -182,10 +184,10 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
             show.warning(sync_note.line)
     predictions = predict_modes(trained.model, make_loader(dataset, batch_size, num_workers), modes, progress=progress)
 
-    folder = new_dir(out_root, f"{ckpt_dir.name}-{split}-{'ablation' if ablation else modalities}")
+    folder = new_dir(out_root, f"{trained.name}-{split}-{'ablation' if ablation else modalities}")
     results = {}
     for flag in modes:
-        info = {"checkpoint": str(ckpt_dir), "split_name": split_actors.name, "part": split,
+        info = {**trained.provenance(), "split_name": split_actors.name, "part": split,
                 "actors": sorted(set(int(a) for a in predictions[flag].actors)), "modalities": flag,
                 "modalities_name": modality_names.display_name(flag), "cache_dir": str(cache_dir),
                 "cache_hash": manifest.get("hash"), "preset": trained.config.preset,
@@ -198,7 +200,7 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
                                          progress)
         windowed = {flag: report_from_predictions(by_window[flag], (folder / flag if ablation else folder) / "windows",
                                                   f"{subtitle}, windows over the whole clip",
-                                                  {"checkpoint": str(ckpt_dir), "modalities": flag,
+                                                  {**trained.provenance(), "modalities": flag,
                                                    "aggregation": "mean logits of windows covering the clip"})
                     for flag in modes}
         atomic_write_text(folder / "windows.md", _windows_markdown(results, windowed, subtitle))
@@ -210,7 +212,7 @@ def evaluate(checkpoint: str | Path, cache_dir: Optional[str | Path] = None, out
     if clip_windows:
         files["windows"] = folder / "windows.md"
     if verbose:
-        print(f"evaluated {ckpt_dir} on {subtitle}: {len(dataset)} clips")
+        print(f"evaluated {trained.provenance()['checkpoint']} on {subtitle}: {len(dataset)} clips")
         print(markdown_table(("mode", "WAR %", "UAR %", "macro-F1 %"),
                              [(modality_names.display_name(f), fmt(m["war"]), fmt(m["uar"]), fmt(m["macro_f1"]))
                               for f, m in results.items()]))
@@ -232,7 +234,8 @@ def _windows_markdown(single: dict, windowed: dict, subtitle: str) -> str:
 @cli.command()
 def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m fer_lib.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (runs/<name>/checkpoints/best) or run folder")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint folder (runs/<name>/checkpoints/best), run folder or hf://USER/NAME[@REVISION]")
     parser.add_argument("--cache_dir", help="the preprocessing cache (cache/preprocessed)")
     parser.add_argument("--data_dir", help="raw RAVDESS clips, preprocessed into --cache_dir first if needed")
     parser.add_argument("--out", default=None, help="parent folder of the results (default runs/<name>/eval)")

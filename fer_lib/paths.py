@@ -82,16 +82,33 @@ class DriveLayout:
     def run(self, name: str) -> Path:
         return self.runs / name
 
+    def checkpoint(self, name: str) -> Path | str:
+        """What a notebook's RUN_NAME names: runs/<name>/, or a model on the Hugging Face Hub as it is
+        (`hf://USER/NAME[@REVISION]`, loaded by fer_lib.training.checkpoint)."""
+        from fer_lib.training.checkpoint import is_hub_id
+
+        return name if is_hub_id(name) else self.run(name)
+
+    def evaluations(self, name: str) -> Path:
+        """Where evaluations of RUN_NAME go: runs/<name>/eval/, or hub/USER--NAME/eval/ for a model from the hub."""
+        from fer_lib.training.checkpoint import hub_folder, is_hub_id, parse_hub_id
+
+        return self.root / hub_folder(parse_hub_id(name)[0]) / "eval" if is_hub_id(name) else self.run(name) / "eval"
+
     def cv(self, name: str) -> Path:
         return self.root / "cv" / name
 
+    @property
+    def predictions_root(self) -> Path:
+        return self.root / "predictions"
+
     def predictions(self, video_name: str) -> Path:
-        return self.root / "predictions" / video_name
+        return self.predictions_root / video_name
 
     def create(self) -> "DriveLayout":
         """Make the top-level folders (never touches what is already there)."""
         for path in (self.ravdess, self.preprocessed, self.runs, self.root / "cv",
-                     self.root / "predictions", self.local):
+                     self.predictions_root, self.local):
             path.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -1,6 +1,6 @@
 """Emotions over time for any video: sliding windows, one prediction each, and an overall label.
 
-    python -m fer_lib.predict VIDEO --checkpoint PATH [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
+    python -m fer_lib.predict VIDEO --checkpoint PATH|hf://USER/NAME [--out DIR] [--hop SECONDS] [--modalities auto|av|a|v]
                               [--max_windows 5000]
 
 or, in a notebook, `predict_video(video, checkpoint, ...) -> dict`; with a model already loaded (the web app,
@@ -31,6 +31,7 @@ Output (default `<root>/predictions/<video name>/` when the checkpoint lies in a
     faces.png         the middle face crop of (up to 12 of) the windows: what the visual branch saw
     prediction.json   the overall label = argmax of the mean of the window probabilities, that mean,
                       the mode, the windows, warnings, the video's properties and the checkpoint
+                      (for a model from the hub: hf://USER/NAME@<commit>, `TrainedModel.provenance`)
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ def write_prediction(timeline: Timeline, trained, out_root: Path) -> dict:
         "window_seconds": t.seconds, "hop_seconds": t.hop, "duration_seconds": media.duration,
         "video_info": {"has_video": media.has_video, "has_audio": media.has_audio, "fps": media.fps,
                        "width": media.width, "height": media.height},
-        "warnings": t.notes, "checkpoint": str(trained.path), "preset": trained.config.preset,
+        "warnings": t.notes, **trained.provenance(), "preset": trained.config.preset,
         "seconds": t.elapsed, "files": files,
     }
     write_json(folder / "prediction.json", result)
@@ -299,7 +300,8 @@ def timeline_figure(t: Timeline):
 def main(argv: Optional[list[str]] = None) -> int:
     parser = cli.ArgumentParser(prog="python -m fer_lib.predict", description=__doc__.split("\n")[0])
     parser.add_argument("video", help="any video file (mp4, mov, ...), with or without audio")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder (runs/<name>/checkpoints/best) or run folder")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint folder (runs/<name>/checkpoints/best), run folder or hf://USER/NAME[@REVISION]")
     parser.add_argument("--out", default=None, help="parent folder of the results (default <root>/predictions)")
     parser.add_argument("--hop", type=cli.POSITIVE_FLOAT, default=None,
                         help="seconds between window starts (default half a window)")

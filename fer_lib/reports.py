@@ -6,6 +6,7 @@
     replace_block(path, name, text)      a generated block of a markdown file (README), between its markers
     report_from_predictions(pred, dir)   metrics.json, per_class.csv, confusion PNGs and report.md of one evaluation
     ablation_table(results, dir)         ablation.csv / .md / .json / .png: one row per modality mode
+    ablation_markdown(rows)              its table in markdown (ablation.md, a model card)
 
 Every number is computed from per-clip predictions (`fer_lib.predictions`), so each report can be
 recomputed from its predictions.csv.
@@ -150,13 +151,17 @@ def ablation_table(results: dict[str, dict], out_dir: str | Path, subtitle: str 
              **{k: results[flag][k] for k in SUMMARY_METRICS}, "clips": results[flag]["clips"]}
             for flag in sorted(results, key=ABLATION_ORDER.index)]
     write_csv(out_dir / "ablation.csv", list(rows[0]), [list(row.values()) for row in rows])
-    md = [f"# Modality ablation: {subtitle}" if subtitle else "# Modality ablation", "",
-          "Same checkpoint, same clips; an absent modality is replaced by the model's learned missing token.", "",
-          markdown_table(("mode", "WAR %", "UAR %", "macro-F1 %", "clips"),
-                         [(r["mode"], fmt(r["war"]), fmt(r["uar"]), fmt(r["macro_f1"]), r["clips"]) for r in rows]),
-          ""]
+    md = [f"# Modality ablation: {subtitle}" if subtitle else "# Modality ablation", "", ablation_markdown(rows), ""]
     atomic_write_text(out_dir / "ablation.md", "\n".join(md))
     write_json(out_dir / "ablation.json", {"subtitle": subtitle, "rows": rows})
     table = {r["mode"]: {k: r[k] for k in SUMMARY_METRICS} for r in rows}
     save_png(bars_figure(table, SUMMARY_METRICS, title="Modality ablation", subtitle=subtitle), out_dir / "ablation.png")
     return rows
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    """The rows of `ablation_table` (ablation.json) as a markdown table, with what the modes mean."""
+    return "\n".join(["Same checkpoint, same clips; an absent modality is replaced by the model's learned missing token.",
+                      "", markdown_table(("mode", "WAR %", "UAR %", "macro-F1 %", "clips"),
+                                         [(r["mode"], fmt(r["war"]), fmt(r["uar"]), fmt(r["macro_f1"]), r["clips"])
+                                          for r in rows])])

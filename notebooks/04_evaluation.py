@@ -7,7 +7,8 @@
 # is recomputed from `predictions.csv`, which is saved beside it.
 #
 # Then: the modality ablation (audio only, visual only, both — from the same weights), an interactive
-# per-emotion confusion explorer, and the cross-validation summary when folds were run.
+# per-emotion confusion explorer, the cross-validation summary when folds were run, and sharing the model
+# on the Hugging Face Hub. A model someone shared there is evaluated the same way: `RUN_NAME = "hf://USER/NAME"`.
 #
 # Published RAVDESS results use 6 folds of 4 consecutive actors (1-4, …, 21-24); a single split is a
 # first look, not a comparable number.
@@ -57,11 +58,16 @@ if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and imp
 #@markdown `LOCAL`: the runtime's fast disk for hot copies (empty: /content/fer_local in Colab).
 ROOT = ""  #@param {type:"string"}
 LOCAL = ""  #@param {type:"string"}
-#@markdown `RUN_NAME`: runs/<RUN_NAME>/ to evaluate; `CV_NAME`: cv/<CV_NAME>/ to summarise, when
-#@markdown cross-validation was run (empty: none); `SMOKE`: a tiny run on synthetic clips, so the notebook runs anywhere.
+#@markdown `RUN_NAME`: runs/<RUN_NAME>/ to evaluate, or a model on the Hugging Face Hub (`hf://USER/NAME[@REVISION]`);
+#@markdown `CV_NAME`: cv/<CV_NAME>/ to summarise, when cross-validation was run (empty: none); `SMOKE`: a tiny run
+#@markdown on synthetic clips, so the notebook runs anywhere.
 RUN_NAME = "lightweight"  #@param {type:"string"}
 CV_NAME = ""  #@param {type:"string"}
 SMOKE = False  #@param {type:"boolean"}
+#@markdown `PUSH_TO_HUB`: upload the run's best checkpoint with its model card to the Hub as `REPO_ID` (USER/NAME),
+#@markdown with the token of the Colab secret `HF_TOKEN` (last section).
+PUSH_TO_HUB = False  #@param {type:"boolean"}
+REPO_ID = ""  #@param {type:"string"}
 
 # %%
 from fer_lib import cv, demo, show
@@ -80,12 +86,14 @@ cache_dir = cache.copy_to_local(layout.preprocessed, layout.local_preprocessed) 
 # %% [markdown]
 # ## Test metrics and the modality ablation
 # One pass over the test clips gives all three modes. Results go to a new folder under the run's
-# `eval/` (earlier evaluations are never overwritten).
+# `eval/` (earlier evaluations are never overwritten); for a model from the Hub, under `hub/USER--NAME/eval/`,
+# and every report names the commit it loaded.
 
 # %%
 # A run that Drive holds only in part (its training lost Drive, or is not over) is evaluated all the same,
 # with a warning here and in the report; the command line refuses it without --allow_incomplete.
-report = evaluate(layout.run(RUN_NAME), cache_dir, ablation=True, allow_incomplete=True)
+report = evaluate(layout.checkpoint(RUN_NAME), cache_dir, ablation=True, out=layout.evaluations(RUN_NAME),
+                  allow_incomplete=True)
 show.evaluation(report)
 
 # %% [markdown]
@@ -110,3 +118,21 @@ if CV_NAME and layout.cv(CV_NAME).exists():
     show.cross_validation(cv.aggregate(layout.cv(CV_NAME)))
 else:
     print("no cross-validation folder given (CV_NAME)")
+
+# %% [markdown]
+# ## Share this model
+# `PUSH_TO_HUB` uploads the best checkpoint of the run to the Hugging Face Hub as `REPO_ID`: the trained
+# weights only (the frozen encoders load from their own repositories at pinned revisions), the config, the
+# split, and a model card written from the evaluation above: its numbers, the confusion matrix, the ablation,
+# the training settings, RAVDESS's licence (CC BY-NC-SA 4.0: non-commercial, share-alike) and what the model is
+# not for. The token comes from the Colab secret `HF_TOKEN` (the key icon on the left; a token with write access
+# from huggingface.co/settings/tokens) or the environment, never from a prompt. Anyone can then use the model with
+# `hf://REPO_ID`: in notebook 05 (`RUN_NAME`), in this notebook, or `python -m fer_lib.predict VIDEO --checkpoint hf://REPO_ID`.
+
+# %%
+from fer_lib import hub
+
+if PUSH_TO_HUB:
+    hub.push(layout.run(RUN_NAME), REPO_ID)  # prints the hub id that loads exactly this upload
+else:
+    print("not uploaded (PUSH_TO_HUB is off)")

@@ -52,7 +52,8 @@ if "google.colab" in sys.modules:  # a fresh Colab runtime: get the code and imp
 #@markdown `LOCAL`: the runtime's fast disk for hot copies (empty: /content/fer_local in Colab).
 ROOT = ""  #@param {type:"string"}
 LOCAL = ""  #@param {type:"string"}
-#@markdown `RUN_NAME`: the run whose best checkpoint predicts; `VIDEO`: a video path (empty: upload one);
+#@markdown `RUN_NAME`: the run whose best checkpoint predicts, or a model on the Hugging Face Hub
+#@markdown (`hf://USER/NAME[@REVISION]`, shared from notebook 04); `VIDEO`: a video path (empty: upload one);
 #@markdown `SMOKE`: a tiny run and a long synthetic clip, so the notebook runs anywhere.
 RUN_NAME = "lightweight"  #@param {type:"string"}
 VIDEO = ""  #@param {type:"string"}
@@ -77,7 +78,7 @@ VIDEO = VIDEO or upload_file(layout.local)
 # `prediction.json` (the overall label) and `faces.png` (the face crops the model saw).
 
 # %%
-result = predict_video(VIDEO, layout.run(RUN_NAME))  # into predictions/<video name>/ beside runs/
+result = predict_video(VIDEO, layout.checkpoint(RUN_NAME), out=layout.predictions_root)  # predictions/<video name>/
 show.prediction(result)
 
 # %% [markdown]

@@ -387,7 +387,7 @@ def test_every_command_is_in_the_table():
 
 COMMANDS_WITH_PATH_ROWS = {"fer_lib.data.download", "fer_lib.data.synthetic", "fer_lib.preprocess", "fer_lib.train",
                            "fer_lib.evaluate", "fer_lib.cv", "fer_lib.predict", "fer_lib.demo", "fer_lib.results",
-                           "fer_lib.app"}
+                           "fer_lib.app", "fer_lib.hub"}
 COMMANDS_WITHOUT_PATH_FLAGS = {"fer_lib.models.sizes", "fer_lib.notebook_tools"}
 
 
@@ -455,6 +455,9 @@ def path_cases(cache: Path, clips: Path, run: Path, video: Path, missing: Path, 
         ("fer_lib.results", ["--cv_dir", str(missing), "--readme", str(a_file)], str(missing)),
         ("fer_lib.results", ["--readme", str(missing)], str(missing)),
         ("fer_lib.results", ["--readme", str(a_file)], "results:start"),
+        ("fer_lib.hub", ["save", "--run", str(missing), "--out", str(scratch / "shared")], str(missing)),
+        ("fer_lib.hub", ["save", "--run", str(run), "--out", str(a_file)], "Not a folder"),
+        ("fer_lib.hub", ["push", "--run", str(missing), "--repo_id", "someone/model"], str(missing)),
     ]
 
 

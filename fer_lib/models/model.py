@@ -27,6 +27,7 @@ adapted part's adapters are kept), and `fer_lib.models.fingerprint` checks they 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
@@ -143,6 +144,17 @@ class EmotionModel(nn.Module):
             audio_present = ~(dropped & drop_audio)
             visual_present = ~(dropped & ~drop_audio)
         return audio_present, visual_present
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path, device=None, allow_other_frozen_weights: bool = False
+                        ) -> "EmotionModel":
+        """A trained model in eval mode, from the Hugging Face Hub (`"USER/NAME"`, `"hf://USER/NAME@REVISION"`)
+        or a checkpoint or run folder: `fer_lib.training.checkpoint.load_model`, the loader every command uses."""
+        from fer_lib.training.checkpoint import HUB_PREFIX, is_hub_id, load_model
+
+        if not is_hub_id(str(checkpoint)) and not Path(checkpoint).expanduser().exists() and str(checkpoint).count("/") == 1:
+            checkpoint = HUB_PREFIX + str(checkpoint)  # USER/NAME, as transformers' from_pretrained takes it
+        return load_model(checkpoint, device, allow_other_frozen_weights).model
 
     # ---- freezing and checkpoints ------------------------------------------------------------------
 

@@ -13,8 +13,14 @@ Layout of one checkpoint folder (`runs/<name>/checkpoints/last/` and `.../best/`
                           used; a checkpoint of an earlier fer_lib has none and is read without it
 
 A folder is self-contained: evaluation and prediction need nothing else (`load_model` rebuilds the
-model from it, for inference). Loading reads only safetensors, JSON and
+model from it, for inference, reading only INFERENCE_FILES). Loading reads only safetensors, JSON and
 `torch.load(weights_only=True)` (no pickled code runs).
+
+Inference also takes a model shared on the Hugging Face Hub (`fer_lib.hub` writes and uploads the
+folder: INFERENCE_FILES and a model card): `hf://USER/NAME` or `hf://USER/NAME@REVISION` wherever a
+checkpoint is accepted. huggingface_hub fetches it into its cache (`HF_HUB_CACHE`; with
+`HF_HUB_OFFLINE=1` only from there) as `models--USER--NAME/snapshots/<commit>/`, and what was loaded,
+the repository and that commit, goes into every report made from it (`TrainedModel.provenance`).
 
 How one is written, the same on the runtime's disk and on Google Drive:
 
@@ -64,6 +70,8 @@ CONFIG = "config.json"
 SPLIT = "split.json"
 FILES = (WEIGHTS, STATE, PROGRESS, CONFIG, SPLIT)
 CHECKSUMS = "checksums.json"
+INFERENCE_FILES = (WEIGHTS, CONFIG, SPLIT, PROGRESS)  # what `load_model` reads: a shared model is these files
+HUB_PREFIX = "hf://"  # hf://USER/NAME[@REVISION]: a model on the Hugging Face Hub
 SPARE = ".spare"
 RETIRED = ".retired"  # suffix of a checkpoint renamed away during the three renames
 # What a failed write raises: OSError from Python, RuntimeError from torch.save's zip writer, SafetensorError.
@@ -123,15 +131,16 @@ def publish(folder: Path, root: Path, name: str) -> Path:
     return _rotate(root, name)
 
 
-def load(path: str | Path) -> Checkpoint:
-    """Read a checkpoint folder; CheckpointError (one line naming the file) if it is not a complete one, or a
-    file in it is damaged: unreadable, or its JSON with values of the wrong type or range (`read_progress_file`,
-    `read_config`)."""
+def load(path: str | Path, files: tuple[str, ...] = FILES) -> Checkpoint:
+    """Read a checkpoint folder (`files`: all of them, or INFERENCE_FILES without the training state, then
+    `state` is empty); CheckpointError (one line naming the file) if it is not a complete one, or a file in it is
+    damaged: changed since it was written (CHECKSUMS), unreadable, or its JSON with values of the wrong type or
+    range (`read_progress_file`, `read_config`), or weights that are not finite."""
     path = Path(path)
-    missing = [name for name in FILES if not (path / name).is_file()]
+    missing = [name for name in files if not (path / name).is_file()]
     if missing:
-        raise CheckpointError(f"not a checkpoint folder: {path} (missing {', '.join(missing)})")
-    changed = _changed_files(path)
+        raise CheckpointError(f"not a fer_lib checkpoint folder: {path} (missing {', '.join(missing)})")
+    changed = _changed_files(path, files)
     if changed:
         raise CheckpointError(f"damaged checkpoint {path}: {', '.join(changed)} changed since it was written "
                               f"(its sha256 differs from {CHECKSUMS}); use another checkpoint (best, last), or train "
@@ -141,6 +150,8 @@ def load(path: str | Path) -> Checkpoint:
                PROGRESS: read_progress_file, CONFIG: read_config, SPLIT: lambda file: json.loads(file.read_text())}
     content = {}
     for name, read in readers.items():
+        if name not in files:
+            continue
         try:
             content[name] = read(path / name)
         except Exception as exc:  # safetensors, pickle and JSON each raise their own types for a damaged file
@@ -150,7 +161,7 @@ def load(path: str | Path) -> Checkpoint:
     if broken:
         raise CheckpointError(f"unusable checkpoint {path}: {broken} (written by a run that diverged); use an "
                               "earlier checkpoint, or train again with a lower --lr")
-    return Checkpoint(weights=content[WEIGHTS], state=content[STATE], progress=content[PROGRESS],
+    return Checkpoint(weights=content[WEIGHTS], state=content.get(STATE, {}), progress=content[PROGRESS],
                       config=content[CONFIG], split=content[SPLIT], path=path)
 
 
@@ -278,8 +289,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _changed_files(folder: Path) -> list[str]:
-    """The files of `folder` whose sha256 is not the one CHECKSUMS stored (none when there is no CHECKSUMS)."""
+def _changed_files(folder: Path, files: tuple[str, ...] = FILES) -> list[str]:
+    """The `files` of `folder` whose sha256 is not the one CHECKSUMS stored (none when there is no CHECKSUMS)."""
     if not (folder / CHECKSUMS).is_file():
         return []
     try:
@@ -288,7 +299,7 @@ def _changed_files(folder: Path) -> list[str]:
         return [CHECKSUMS]
     if not isinstance(stored, dict):
         return [CHECKSUMS]
-    return [name for name in FILES if stored.get(name) != _sha256(folder / name)]
+    return [name for name in files if stored.get(name) != _sha256(folder / name)]
 
 
 def _verify(folder: Path, weights: dict[str, torch.Tensor]) -> None:
@@ -320,12 +331,15 @@ def _repair(root: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# For inference: a checkpoint or run folder -> the model, ready
+# For inference: a checkpoint, run folder or hub id -> the model, ready
 # --------------------------------------------------------------------------------------------
 
 
 def resolve(checkpoint: str | Path) -> Path:
-    """The checkpoint folder for a checkpoint folder or a run folder (its `best`, else its `last`)."""
+    """The checkpoint folder for a checkpoint folder, a run folder (its `best`, else its `last`) or a hub id
+    (`hf://USER/NAME[@REVISION]`: its snapshot folder in the hub cache, fetched when missing)."""
+    if is_hub_id(checkpoint):
+        return download(str(checkpoint))
     path = Path(checkpoint).expanduser()
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -344,6 +358,78 @@ def run_dir_of(checkpoint_dir: Path) -> Path:
     return checkpoint_dir.parent.parent if checkpoint_dir.parent.name == "checkpoints" else checkpoint_dir.parent
 
 
+def eval_dir(checkpoint_dir: Path) -> Path:
+    """Where evaluations of a checkpoint go by default: runs/<name>/eval/ (beside a bare checkpoint folder:
+    eval/), or hub/USER--NAME/eval/ in the working folder for a model from the hub, never the hub cache."""
+    hub = hub_source(checkpoint_dir)
+    return hub_folder(hub.repo_id) / "eval" if hub else run_dir_of(checkpoint_dir) / "eval"
+
+
+# ---- models on the Hugging Face Hub ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A model on the hub as loaded: its repository and the commit its files came from."""
+
+    repo_id: str  # USER/NAME
+    commit: str  # 40 hex
+
+    @property
+    def id(self) -> str:
+        """hf://USER/NAME@<commit>: loads exactly these files again."""
+        return f"{HUB_PREFIX}{self.repo_id}@{self.commit}"
+
+
+def is_hub_id(checkpoint) -> bool:
+    return isinstance(checkpoint, str) and checkpoint.startswith(HUB_PREFIX)
+
+
+def parse_hub_id(hub_id: str) -> tuple[str, Optional[str]]:
+    """("USER/NAME", REVISION or None) of `hf://USER/NAME[@REVISION]`; CheckpointError (one line) otherwise."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo_id, at, revision = hub_id[len(HUB_PREFIX):].partition("@") if is_hub_id(hub_id) else ("", "", "")
+    try:
+        if repo_id.count("/") != 1 or (at and not revision):
+            raise HFValidationError("expected USER/NAME, optionally @REVISION (a branch, tag or commit)")
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise CheckpointError(f"not a hub model id: {hub_id!r}: {one_line(exc)} (e.g. hf://USER/NAME or "
+                              "hf://USER/NAME@main)") from None
+    return repo_id, revision or None
+
+
+def hub_folder(repo_id: str) -> Path:
+    """hub/USER--NAME: where results made from a model on the hub go (relative: under a root, or the working folder)."""
+    return Path("hub") / repo_id.replace("/", "--")
+
+
+def download(hub_id: str) -> Path:
+    """The snapshot folder of `hf://USER/NAME[@REVISION]` in the hub cache: only INFERENCE_FILES are fetched, and
+    nothing when the cache has them (huggingface_hub's own resolution: HF_HUB_CACHE, HF_HUB_OFFLINE, HF_TOKEN)."""
+    from huggingface_hub import snapshot_download
+
+    repo_id, revision = parse_hub_id(hub_id)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=list(INFERENCE_FILES)))
+    except (OSError, ValueError) as exc:  # not found, offline and not cached, no access, no network
+        raise CheckpointError(f"cannot get {hub_id} from the Hugging Face Hub: {one_line(exc)}") from None
+
+
+def hub_source(folder: Path) -> Optional[HubSource]:
+    """The repository and commit of a snapshot folder of the hub cache (models--USER--NAME/snapshots/<commit>);
+    None for any other folder."""
+    folder = Path(folder)
+    repo = folder.parent.parent.name
+    if folder.parent.name != "snapshots" or not repo.startswith("models--") or repo.count("--") != 2:
+        return None
+    return HubSource(repo[len("models--"):].replace("--", "/"), folder.name)
+
+
+# ---- the model, ready ---------------------------------------------------------------------------
+
+
 @dataclass
 class TrainedModel:
     """A checkpoint's model, in eval mode on its device, with what it was trained on."""
@@ -353,10 +439,26 @@ class TrainedModel:
     split: dict  # split.json: name, train/val/test actors, fold, manifest_hash
     path: Path  # the checkpoint folder
     trained_modalities: str  # the training run's modalities flag: av | a | v
+    epoch: Optional[int] = None  # epochs the checkpoint had trained (trainer_state.json)
+    hub: Optional[HubSource] = None  # set for a model from the hub
+
+    @property
+    def name(self) -> str:
+        """What result folders are named after: best | last ..., or USER--NAME@<commit[:7]> for a hub model."""
+        return f"{hub_folder(self.hub.repo_id).name}@{self.hub.commit[:7]}" if self.hub else self.path.name
+
+    def provenance(self) -> dict:
+        """What every report made from this model records: the checkpoint (hf://USER/NAME@<commit> for a hub
+        model) and its epoch; for a hub model also the repository and commit apart."""
+        info = {"checkpoint": self.hub.id if self.hub else str(self.path), "checkpoint_epoch": self.epoch}
+        if self.hub:
+            info.update(hub_repo=self.hub.repo_id, hub_commit=self.hub.commit)
+        return info
 
 
 def load_model(checkpoint: str | Path, device=None, allow_other_frozen_weights: bool = False) -> TrainedModel:
-    """The model of a checkpoint or run folder (`resolve`), in eval mode on `device` (default cuda when available).
+    """The model of a checkpoint folder, run folder or hub id (`resolve`), in eval mode on `device` (default cuda
+    when available).
 
     The model is built from the checkpoint's config (`build_model`), frozen pretrained parts come from
     their source and must be the weights it was trained with (`fer_lib.models.fingerprint`; a
@@ -369,18 +471,18 @@ def load_model(checkpoint: str | Path, device=None, allow_other_frozen_weights: 
     from fer_lib.models import build_model, fingerprint
 
     path = resolve(checkpoint)
-    loaded = load(path)
+    loaded = load(path, INFERENCE_FILES)
     try:
         cfg = from_dict(ModelConfig, loaded.config["model"])
     except (ConfigError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path / CONFIG} has no usable model config ({one_line(exc)})") from None
+        raise CheckpointError(f"{path / CONFIG} is not a fer_lib model config ({one_line(exc)})") from None
     model = build_model(cfg)
     for line in fingerprint.check(model, loaded.config.get(fingerprint.FIELD), allow_other_frozen_weights):
         warnings.warn(line, stacklevel=2)
     load_weights(model, loaded)
     model.to(devices.resolve(device)).eval()
     trained = str((loaded.config.get("train") or {}).get("modalities") or "av")
-    return TrainedModel(model, cfg, loaded.split, path, trained)
+    return TrainedModel(model, cfg, loaded.split, path, trained, loaded.progress.get("epoch"), hub_source(path))
 
 
 # --------------------------------------------------------------------------------------------
