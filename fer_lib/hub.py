@@ -331,7 +331,7 @@ def _results(evaluation: Optional[Evaluation], checkpoint: str, epoch: Optional[
                 "so there are no figures to report; `python -m fer_lib.evaluate --checkpoint hf://USER/NAME "
                 "--cache_dir CACHE --ablation` measures them.")
     m = evaluation.metrics
-    head = [f"## Results", "",
+    head = ["## Results", "",
             f"Measured by fer_lib on the clips of {m['subtitle']} (actors never seen in training or validation; split "
             f"`{m.get('split_name')}`), `{checkpoint}` checkpoint of run `{run_name}` at epoch {epoch}, "
             f"{m['clips']} clips, one 3 s window per clip. A single split of 24 actors is a first look; published "
