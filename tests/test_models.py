@@ -460,8 +460,30 @@ def test_lora_trains_only_adapters_and_the_checkpoint_holds_nothing_else(tiny_cf
         torch.testing.assert_close(restored(batch).logits, model.eval()(batch).logits, rtol=0, atol=0)
 
 
-def test_full_checkpoint_and_embedding_cache_sizes_fit_the_targets():
+def test_a_saved_checkpoint_has_the_size_sizes_computes_and_full_fits_the_targets(tiny_cfg, checkpoints, tmp_path):
+    """A real checkpoint (frozen pretrained encoders, a pretrained LFM2 through LoRA, AdamW after one step),
+    saved and measured on disk, is the size `checkpoint_bytes` computes, which then sizes `full`."""
+    from fer_lib.config import TrainConfig
     from fer_lib.models.sizes import checkpoint_bytes, embedding_cache_bytes
+    from fer_lib.training import checkpoint
+    from fer_lib.training.optim import build_optimizer
+
+    root, _ = checkpoints
+    model = build_model(pretrained_cfg(tiny_cfg, root)).train()
+    optimizer = build_optimizer(model, TrainConfig())
+    model(make_batch(model.config)).loss.backward()
+    optimizer.step()
+    folder, = checkpoint.save(checkpoint.Checkpoint(weights=model.trainable_state_dict(),
+                                                    state={"optimizer": optimizer.state_dict()}, progress={},
+                                                    config={}, split={}), tmp_path)
+    saved = {path.name: path.stat().st_size for path in folder.iterdir()}
+    computed = checkpoint_bytes(model)
+    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    # Files add a few hundred bytes per tensor (names, pickling, alignment): AdamW keeps 3 per parameter tensor.
+    tensors = sum(1 for p in model.parameters() if p.requires_grad)
+    assert computed["weights"] <= saved[checkpoint.WEIGHTS] <= computed["weights"] + 200 * tensors + 1024
+    assert computed["optimizer"] <= saved[checkpoint.STATE] <= computed["optimizer"] + 3 * 400 * tensors + 4096
+    assert sum(saved.values()) < computed["total"] + frozen / 2  # no frozen weight went in
 
     full = build_for_sizing(get_preset("full"))
     assert checkpoint_bytes(full)["total"] <= 0.5e9  # adapters + heads with AdamW state, not 8 GB
