@@ -1,6 +1,6 @@
 """Run every benchmark, save the figures with the machine they came from, and refresh the README.
 
-    python -m bench [--only preprocess cache step train models drive gpu]     (gpu: on a GPU machine, `bash bench/gpu.sh`)
+    python -m bench [--only preprocess cache step train models drive realsize gpu]     (gpu: on a GPU machine, `bash bench/gpu.sh`)
 
 writes bench/results.json (merged: a section measured on another machine, e.g. a GPU, is kept),
 bench/results.md, and the README's Performance section (between the bench markers).
@@ -24,8 +24,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
 SECTIONS = {"preprocess": "bench.bench_preprocess", "cache": "bench.bench_cache", "step": "bench.bench_step",
             "train": "bench.bench_train", "models": "bench.bench_models", "drive": "bench.bench_drive",
-            "gpu": "bench.bench_gpu"}
-CPU_SECTIONS = ("preprocess", "cache", "step", "train", "models", "drive")
+            "realsize": "bench.bench_realsize", "gpu": "bench.bench_gpu"}
+CPU_SECTIONS = ("preprocess", "cache", "step", "train", "models", "drive", "realsize")
 
 
 class ResultsFileError(FerError):

@@ -18,6 +18,9 @@ Numeric flags are checked when they are parsed (`int_range`, `float_range`), so 
 the command at once with one line, before any work starts. Each such type keeps its bounds (`.low`,
 `.high`, `.low_open`, `.high_open`), so tests/test_faults.py finds every numeric flag of every command
 and tries values outside them.
+
+`COMMANDS` is the registry of commands: `@command` adds each `main` it wraps under its module's name
+(`fer_lib.train` ...) when that module is imported.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from fer_lib.errors import FerError, Stopped, describe_os_error, one_line
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+COMMANDS: dict[str, Callable[[Optional[list[str]]], int]] = {}  # module name -> its wrapped main (`command`)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -73,6 +77,7 @@ def command(interrupted: str = "stopped; run the same command again to continue"
                 return EXIT_INTERRUPTED
             return EXIT_BAD_INPUT
 
+        COMMANDS[main.__module__] = run
         return run
 
     return wrap

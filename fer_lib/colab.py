@@ -115,14 +115,16 @@ def prepare_runtime() -> None:
 
 
 def install_requirements() -> None:
-    """pip-install requirements-colab.txt once per runtime (never torch: see that file), showing pip's output."""
-    requirements = REPOSITORY / "requirements-colab.txt"
+    """pip-install requirements-colab.txt once per runtime (never torch: see that file), at the versions the
+    test suite passed with (constraints-colab.txt, made by scripts/lock.sh), showing pip's output."""
+    requirements, constraints = REPOSITORY / "requirements-colab.txt", REPOSITORY / "constraints-colab.txt"
     stamp = CONTENT / ".fer_lib_requirements.sha256"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    digest = hashlib.sha256(requirements.read_bytes() + constraints.read_bytes()).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest:
         return
-    print(f"installing what Colab lacks ({requirements.name}); a fresh runtime takes a minute or two", flush=True)
-    command = [sys.executable, "-m", "pip", "install", "-r", str(requirements)]
+    print(f"installing what Colab lacks ({requirements.name}, tested versions: {constraints.name}); a fresh "
+          "runtime takes a minute or two", flush=True)
+    command = [sys.executable, "-m", "pip", "install", "-r", str(requirements), "-c", str(constraints)]
     pip = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     for line in pip.stdout:  # line by line, so that a long install shows it is alive
         print(line, end="", flush=True)

@@ -245,8 +245,10 @@ LFM2_ID = "LiquidAI/LFM2-700M"
 # Found in public code that pins these ids (the hub itself was not reachable from the build machines):
 # SigLIP2 at 75de2d55... is pinned by several projects; LFM2-700M at ab260293... is a snapshot folder of the
 # hub cache quoted in a public README. No commit of nvidia/parakeet-ctc-0.6b could be found, so it is not
-# pinned (None): loading it says so, and the frozen-weight fingerprint in every checkpoint still catches a
-# change. Set it once known: `huggingface_hub.model_info(PARAKEET_ID).sha`.
+# pinned (None): its first training run under a root records the commit the hub serves then in
+# `hub_revisions.json` there, and every later run loads that one (fer_lib.models.hub_revisions); the
+# frozen-weight fingerprint in every checkpoint still catches a change. Set it once known:
+# `huggingface_hub.model_info(PARAKEET_ID).sha` (a pin here wins over any lock file).
 REVISIONS = {
     SIGLIP2_ID: "75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
     PARAKEET_ID: None,

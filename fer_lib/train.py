@@ -17,6 +17,8 @@ written to `<local_dir>/<run_name>/` on the runtime's disk first and copied to t
 After training, layer_weights.png shows which encoder layers the best checkpoint's layer mixes use.
 config.json also holds the fingerprints of the pretrained weights loaded from their source
 (`fer_lib.models.fingerprint`); resuming against other weights stops unless `--allow_other_frozen_weights`.
+A pretrained part without a revision pinned in the code loads the commit recorded in
+`<save_dir>/hub_revisions.json` at its first run (`fer_lib.models.hub_revisions`); config.json holds it.
 
 Where a run starts:
 - its folder already has `checkpoints/last`: it continues from there (the same command again resumes
@@ -82,7 +84,7 @@ from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, default_num_workers
 from fer_lib.data.splits import DEFAULT_FOLDS, get_split
 from fer_lib.errors import Stopped
-from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, layer_mix
+from fer_lib.models import PRETRAINED_PARTS, build_model, fingerprint, hub_revisions, layer_mix
 from fer_lib.plots import layer_weights_figure, save_png
 from fer_lib.preprocess import ensure_cache
 from fer_lib.training import checkpoint, embedding_cache, run_folder
@@ -144,6 +146,9 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
         setattr(getattr(model_cfg, section), field, False)
     model_cfg.validate()
     train_cfg.validate()
+    colab.check_mounted(save_dir)
+    # Every hub part at a commit (pinned in the code, else the one recorded beside the runs): config.json holds it.
+    model_cfg = hub_revisions.pin_revisions(model_cfg, Path(save_dir).expanduser() / hub_revisions.LOCK_FILE)
     config = run_folder.resolved_config(model_cfg, train_cfg)
     run_dir = run_folder.path(save_dir, run_name, config)
     colab.check_mounted(run_dir)

@@ -5,8 +5,8 @@
 # 1. mounts Google Drive, where everything that must survive a disconnect lives;
 # 2. fetches this repository into `/content/fer_lib` and puts it on `sys.path` — no editable
 #    install, so no runtime restart is needed;
-# 3. installs only what Colab lacks (`requirements-colab.txt`), never torch, torchvision or
-#    torchaudio: Colab's builds match its CUDA driver;
+# 3. installs only what Colab lacks (`requirements-colab.txt`), at the versions the tests passed with
+#    (`constraints-colab.txt`), never torch, torchvision or torchaudio: Colab's builds match its CUDA driver;
 # 4. prints the GPU and versions, and creates the Drive layout of `drive_layout.md`.
 #
 # Outside Colab the same notebook runs against a local folder and skips the Colab-only steps.

@@ -69,7 +69,7 @@ from fer_lib.colab import mount_drive
 from fer_lib.config import get_preset
 from fer_lib.data import cache
 from fer_lib.data.dataset import RavdessDataset, collate
-from fer_lib.models import build_model, smoke
+from fer_lib.models import build_model, hub_revisions, smoke
 from fer_lib.models.sizes import estimate_training_memory, format_parameter_table, parameter_table
 from fer_lib.paths import default_layout
 
@@ -87,7 +87,8 @@ device = "cuda" if torch.cuda.is_available() else "cpu"
 # estimate (weights, gradients, AdamW states, activations), not a measurement.
 
 # %%
-config = get_preset(PRESET)
+# A part the code does not pin loads the commit recorded beside the runs, as training will (fer_lib.models.hub_revisions).
+config = hub_revisions.pin_revisions(get_preset(PRESET), layout.runs / hub_revisions.LOCK_FILE)
 model = build_model(config).to(device)
 print(format_parameter_table(parameter_table(model)))
 memory = estimate_training_memory(model, BATCH_SIZE, "bf16")

@@ -142,3 +142,37 @@ def small_disk(tmp_path, monkeypatch):
     yield make
     for disk in disks:
         disk.close()
+
+
+TINY_SIGLIP_ID = "someone/tiny-siglip"
+
+
+@pytest.fixture
+def tiny_hub(tmp_path):
+    """A local Hugging Face hub cache (use with HF_HUB_OFFLINE=1 and HF_HUB_CACHE=`cache`) holding two commits of
+    `someone/tiny-siglip`, small SigLIP checkpoints written with `save_pretrained`: commit "a"*40 (seed 1) and
+    "b"*40 (seed 2), `refs/main` at "a"*40. `weights[commit]`: the sum of its patch-embedding weights;
+    `move_main(commit)` moves `refs/main` as a hub update would; `env`: a subprocess environment that uses it."""
+    import torch
+    from transformers import SiglipConfig, SiglipModel
+
+    from fer_lib.config import TINY_VISUAL_ENCODER
+
+    cache = tmp_path / "hub"
+    repo = cache / ("models--" + TINY_SIGLIP_ID.replace("/", "--"))
+    weights = {}
+    for seed, commit in ((1, "a" * 40), (2, "b" * 40)):
+        torch.manual_seed(seed)
+        text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=64)
+        model = SiglipModel(SiglipConfig(vision_config=TINY_VISUAL_ENCODER, text_config=text))
+        model.save_pretrained(repo / "snapshots" / commit)
+        weights[commit] = float(model.vision_model.embeddings.patch_embedding.weight.detach().sum())
+    (repo / "refs").mkdir()
+
+    def move_main(commit: str) -> None:
+        (repo / "refs" / "main").write_text(commit)
+
+    move_main("a" * 40)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return SimpleNamespace(cache=cache, repo_id=TINY_SIGLIP_ID, weights=weights, move_main=move_main, env=env)

@@ -460,8 +460,30 @@ def test_lora_trains_only_adapters_and_the_checkpoint_holds_nothing_else(tiny_cf
         torch.testing.assert_close(restored(batch).logits, model.eval()(batch).logits, rtol=0, atol=0)
 
 
-def test_full_checkpoint_and_embedding_cache_sizes_fit_the_targets():
+def test_a_saved_checkpoint_has_the_size_sizes_computes_and_full_fits_the_targets(tiny_cfg, checkpoints, tmp_path):
+    """A real checkpoint (frozen pretrained encoders, a pretrained LFM2 through LoRA, AdamW after one step),
+    saved and measured on disk, is the size `checkpoint_bytes` computes, which then sizes `full`."""
+    from fer_lib.config import TrainConfig
     from fer_lib.models.sizes import checkpoint_bytes, embedding_cache_bytes
+    from fer_lib.training import checkpoint
+    from fer_lib.training.optim import build_optimizer
+
+    root, _ = checkpoints
+    model = build_model(pretrained_cfg(tiny_cfg, root)).train()
+    optimizer = build_optimizer(model, TrainConfig())
+    model(make_batch(model.config)).loss.backward()
+    optimizer.step()
+    folder, = checkpoint.save(checkpoint.Checkpoint(weights=model.trainable_state_dict(),
+                                                    state={"optimizer": optimizer.state_dict()}, progress={},
+                                                    config={}, split={}), tmp_path)
+    saved = {path.name: path.stat().st_size for path in folder.iterdir()}
+    computed = checkpoint_bytes(model)
+    frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    # Files add a few hundred bytes per tensor (names, pickling, alignment): AdamW keeps 3 per parameter tensor.
+    tensors = sum(1 for p in model.parameters() if p.requires_grad)
+    assert computed["weights"] <= saved[checkpoint.WEIGHTS] <= computed["weights"] + 200 * tensors + 1024
+    assert computed["optimizer"] <= saved[checkpoint.STATE] <= computed["optimizer"] + 3 * 400 * tensors + 4096
+    assert sum(saved.values()) < computed["total"] + frozen / 2  # no frozen weight went in
 
     full = build_for_sizing(get_preset("full"))
     assert checkpoint_bytes(full)["total"] <= 0.5e9  # adapters + heads with AdamW state, not 8 GB
@@ -470,53 +492,54 @@ def test_full_checkpoint_and_embedding_cache_sizes_fit_the_targets():
     assert 1440 * sum(per_clip.values()) < 80e9  # a Colab A100 runtime's free local disk
 
 
-def test_pins_are_full_commit_hashes_and_shown_in_the_config():
-    from fer_lib.config import REVISIONS, ConfigError, is_commit_hash, to_dict
+def test_every_pretrained_part_is_pinned_in_the_code_or_goes_through_the_revision_lock(tmp_path):
+    """Each hub part of each preset is pinned to a full commit in REVISIONS, or unpinned (None) and then given
+    the commit the revision lock records, so no preset loads a part at whatever the hub serves that day."""
+    from fer_lib.config import PRESETS, REVISIONS, ConfigError, is_commit_hash, to_dict
+    from fer_lib.models.hub_revisions import LOCK_FILE, PART_FIELDS, pin_revisions, write_lock
 
-    for preset in ("lightweight", "full"):
-        cfg = to_dict(get_preset(preset))
-        for section, source, revision in (("audio", "encoder_id", "encoder_revision"),
-                                          ("visual", "encoder_id", "encoder_revision"),
-                                          ("fusion", "backbone_id", "backbone_revision")):
+    revision_fields = {(section, name) for section, fields in to_dict(get_preset("full")).items()
+                       if isinstance(fields, dict) for name in fields if name.endswith("_revision")}
+    assert revision_fields == {(section, revision) for section, _, revision in PART_FIELDS}  # the lock knows every part
+    assert all(r is None or is_commit_hash(r) for r in REVISIONS.values())
+    unpinned = {hub_id for hub_id, revision in REVISIONS.items() if revision is None}
+    lock = tmp_path / LOCK_FILE
+    write_lock(lock, {hub_id: f"{n:040x}" for n, hub_id in enumerate(sorted(unpinned), 1)})
+    for preset in PRESETS:
+        cfg, locked = to_dict(get_preset(preset)), to_dict(pin_revisions(get_preset(preset), lock, say=lambda line: None))
+        for section, source, revision in PART_FIELDS:
             hub_id = cfg[section][source]
-            if hub_id:
-                assert cfg[section][revision] == REVISIONS[hub_id]
-    assert all(is_commit_hash(r) for r in REVISIONS.values() if r is not None)
+            if hub_id is None:
+                continue
+            assert cfg[section][revision] == REVISIONS[hub_id]  # the preset takes the code's pin
+            assert is_commit_hash(locked[section][revision]), (preset, hub_id)
+            if REVISIONS[hub_id] is not None:
+                assert locked[section][revision] == REVISIONS[hub_id]  # a code pin wins
     bad = get_preset("full")
     bad.visual.encoder_revision = "main"  # a branch moves; a commit does not
     with pytest.raises(ConfigError, match="40-hex"):
         bad.validate()
 
 
-def test_a_pinned_revision_loads_that_commit_from_the_hub_cache(tmp_path, tiny_cfg):
+def test_a_pinned_revision_loads_that_commit_from_the_hub_cache(tiny_hub):
     """Two commits of one hub repo in a local hub cache (HF_HUB_OFFLINE): each revision loads its own weights."""
     import json
-    import os
     import subprocess
     import sys
 
-    repo = tmp_path / "hub" / "models--someone--tiny-siglip"
-    commits = {}
-    for seed, commit in ((1, "a" * 40), (2, "b" * 40)):
-        torch.manual_seed(seed)
-        model = SiglipModel(SiglipConfig(vision_config=TINY_VISUAL_ENCODER, text_config=TINY_TEXT))
-        model.save_pretrained(repo / "snapshots" / commit)
-        commits[commit] = float(model.vision_model.embeddings.patch_embedding.weight.detach().sum())
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("b" * 40)
+    a, b = "a" * 40, "b" * 40
+    tiny_hub.move_main(b)
     script = ("import json, sys\nfrom fer_lib.models.pretrained import load_part\n"
-              "out = {}\nfor rev in sys.argv[1:]:\n"
-              "    m = load_part('visual_encoder', 'someone/tiny-siglip', revision=rev)\n"
+              "out = {}\nfor rev in sys.argv[2:]:\n"
+              "    m = load_part('visual_encoder', sys.argv[1], revision=rev)\n"
               "    out[rev] = float(m.state_dict()['embeddings.patch_embedding.weight'].sum())\n"
               "print(json.dumps(out))")
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", script, "a" * 40, "b" * 40], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script, tiny_hub.repo_id, a, b], env=tiny_hub.env, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert loaded["a" * 40] == pytest.approx(commits["a" * 40]) and loaded["b" * 40] == pytest.approx(commits["b" * 40])
-    assert commits["a" * 40] != pytest.approx(commits["b" * 40])
+    assert loaded[a] == pytest.approx(tiny_hub.weights[a]) and loaded[b] == pytest.approx(tiny_hub.weights[b])
+    assert tiny_hub.weights[a] != pytest.approx(tiny_hub.weights[b])
 
 
 def test_the_audio_front_end_is_checked_against_the_encoder_preprocessor(tiny_cfg, checkpoints, tmp_path):

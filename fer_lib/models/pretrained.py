@@ -17,7 +17,8 @@ checkpoint picks the class, so either flavour loads.
 A hub id is loaded at the commit `revision` (the preset pins one per part, `fer_lib.config.REVISIONS`);
 with HF_HUB_OFFLINE=1 the same commit comes from the local hub cache, and a commit missing there is an
 error rather than another version. A hub id without a pinned revision loads whatever the hub serves
-and says so. A local directory has no revisions: it is what it is.
+and says so; the commands give it one first, the commit recorded in the root's revision lock
+(`fer_lib.models.hub_revisions.pin_revisions`). A local directory has no revisions: it is what it is.
 
 Random init builds the same module classes from config keyword arguments (the `*_config` of the model
 config), or, with `random_init=True` and a known hub id, from that checkpoint's architecture stored in

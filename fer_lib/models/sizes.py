@@ -10,6 +10,7 @@ with random init on the meta device, which allocates no memory. `checkpoint_byte
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Union
 
@@ -122,15 +123,20 @@ def checkpoint_bytes(model: EmotionModel) -> dict[str, int]:
     return {"weights": weights, "optimizer": optimizer, "total": weights + optimizer}
 
 
-def embedding_cache_bytes(model: EmotionModel) -> dict[str, int]:
-    """Bytes per clip of each modality's embedding-cache store (float16 layer outputs plus an int64 length),
-    computed from the shapes `forward_features` returns: audio (K, L, H), visual (K, T, roi_tokens, D)."""
+def feature_shapes(model: EmotionModel) -> dict[str, tuple[int, ...]]:
+    """The shape of one clip's cached encoder features, as `forward_features` returns them (without the batch):
+    audio (K, L, H), visual (K, T, roi_tokens, D)."""
     cfg = model.config
     audio_frames = int(model.audio.encoder_lengths(torch.tensor([cfg.input.num_samples]))[0])
-    audio = len(model.audio.layer_mix.layers) * audio_frames * model.audio.encoder.config.hidden_size
-    visual = (len(model.visual.layer_mix.layers) * cfg.input.num_frames * cfg.visual.roi_tokens
-              * model.visual.tower.width)
-    return {"audio": 2 * audio + 8, "visual": 2 * visual + 8}
+    return {"audio": (len(model.audio.layer_mix.layers), audio_frames, model.audio.encoder.config.hidden_size),
+            "visual": (len(model.visual.layer_mix.layers), cfg.input.num_frames, cfg.visual.roi_tokens,
+                       model.visual.tower.width)}
+
+
+def embedding_cache_bytes(model: EmotionModel) -> dict[str, int]:
+    """Bytes per clip of each modality's embedding-cache store (float16 layer outputs plus an int64 length),
+    computed from `feature_shapes`."""
+    return {modality: 2 * math.prod(shape) + 8 for modality, shape in feature_shapes(model).items()}
 
 
 def format_parameter_table(table: dict[str, dict[str, int]]) -> str:
