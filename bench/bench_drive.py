@@ -159,8 +159,9 @@ def drive_bytes(ckpt, epochs: int, epoch_seconds: tuple[float, ...], sync_minute
                 sync.finish()
                 ledgers[seconds].look()
                 copied[seconds].add(checkpoint.progress_of(sync.drive_dir / "checkpoints" / "last"))
-        checkpoint_bytes = sum((work / "checkpoints" / "last" / name).stat().st_size for name in checkpoint.FILES)
-        small_bytes = sum(path.stat().st_size for path in work.iterdir() if path.is_file())
+        checkpoint_bytes = sum(path.stat().st_size for path in (work / "checkpoints" / "last").iterdir())  # checksums.json too
+        kept_on_drive = next(iter(syncs.values())).drive_dir  # its small files: config, metrics, sync_state.json
+        small_bytes = sum(path.stat().st_size for path in kept_on_drive.iterdir() if path.is_file())
         out.update(checkpoint=checkpoint_bytes, small=small_bytes, kept=2 * checkpoint_bytes + small_bytes)
         for seconds, ledger in ledgers.items():
             out[seconds] = {"copies_of_last": len(copied[seconds] - {None}), "written": ledger.written,

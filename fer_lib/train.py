@@ -147,6 +147,10 @@ def train(cache_dir: Optional[Union[str, Path]], save_dir: Union[str, Path],
     model_cfg.validate()
     train_cfg.validate()
     colab.check_mounted(save_dir)
+    if train_cfg.resume_from and (Path(train_cfg.resume_from).expanduser() / checkpoint.CONFIG).is_file():
+        # before the hub is asked for anything: a checkpoint of another preset is refused first
+        source = Path(train_cfg.resume_from).expanduser()
+        _refuse_other_preset(source, checkpoint.read_config(source / checkpoint.CONFIG), model_cfg)
     # Every hub part at a commit (pinned in the code, else the one recorded beside the runs): config.json holds it.
     model_cfg = hub_revisions.pin_revisions(model_cfg, Path(save_dir).expanduser() / hub_revisions.LOCK_FILE)
     config = run_folder.resolved_config(model_cfg, train_cfg)
@@ -349,10 +353,14 @@ def _starting_checkpoint(last: Optional[Path], resume_from: Optional[str],
         return None
     source = last or Path(resume_from).expanduser()
     ckpt = checkpoint.load(source)
-    saved_preset = ckpt.config["model"]["preset"]
+    _refuse_other_preset(source, ckpt.config, model_cfg)
+    return ckpt
+
+
+def _refuse_other_preset(source: Path, saved_config: dict, model_cfg: ModelConfig) -> None:
+    saved_preset = saved_config["model"]["preset"]
     if saved_preset != model_cfg.preset:
         raise CheckpointError(f"{source} holds a {saved_preset!r} model, but this run builds {model_cfg.preset!r}")
-    return ckpt
 
 
 def _load_start(model, config: dict, ckpt: Optional[checkpoint.Checkpoint],
