@@ -193,7 +193,7 @@ def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], titl
                 errors: Optional[dict[str, dict[str, float]]] = None, ylabel: str = "score (1 = every clip right)") -> Figure:
     """Grouped bars: one group per metric, one bar per row of `table` (e.g. modality or fold)."""
     rows = list(table)
-    fig = Figure(figsize=(1.5 + 1.6 * len(metrics), 3.8))
+    fig = Figure(figsize=(3.0 + 1.6 * len(metrics), 3.8))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(rows))
     for r, row in enumerate(rows):
@@ -206,7 +206,7 @@ def bars_figure(table: dict[str, dict[str, float]], metrics: Sequence[str], titl
     pretty = {"war": "WAR", "uar": "UAR", "macro_f1": "macro-F1"}
     ax.set_xticks(range(len(metrics)), labels=[pretty.get(m, m) for m in metrics])
     ax.set(xlabel="metric", ylabel=ylabel, ylim=(0, 1.1))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars: never over a value
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=10)
     fig.tight_layout()
     return fig
