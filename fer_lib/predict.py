@@ -290,7 +290,7 @@ def timeline_figure(t: Timeline):
     """The probabilities over time and the winning emotion per window (timeline.png), titled with the video."""
     from fer_lib import plots
 
-    subtitle = (f"{t.video.name} · {t.mode} · {len(t.windows)} windows of {t.seconds:g} s, hop {t.hop:g} s · "
+    subtitle = (f"{t.video.name} · {t.mode} · {len(t.windows)} window{'s' if len(t.windows) != 1 else ''} of {t.seconds:g} s, hop {t.hop:g} s · "
                 f"overall {t.label} ({100 * t.mean.max():.1f}%)")
     return plots.timeline_figure(np.array([w.start for w in t.windows]), np.array([w.end for w in t.windows]),
                                  t.probs, EMOTIONS, title="Emotion over time", subtitle=subtitle)
